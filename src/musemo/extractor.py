@@ -1,0 +1,81 @@
+"""A reusable mel-spectrogram extractor built once from a FeatureSpec."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ParameterError
+from .features import _check_threads, _nonfinite_error, as_audio, make_plan, power_to_db, run_plan
+from .spec import FeatureSpec
+
+
+class MelExtractor:
+    """Computes the (log-)mel spectrogram a :class:`FeatureSpec` describes.
+
+    The plan (window, FFT tables, sparse filterbank) is built once; calls are
+    thread-safe and release the GIL while the engine runs.
+    """
+
+    def __init__(self, spec: FeatureSpec | None = None) -> None:
+        self.spec = spec if spec is not None else FeatureSpec()
+        s = self.spec
+        self._plan = make_plan(
+            n_fft=s.n_fft, hop_length=s.hop_length, win_length=s.win_length or s.n_fft,
+            window=s.window, center=s.center, pad_mode=s.pad_mode, power=s.power,
+            mel_key=(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax, s.htk, s.norm),
+        )
+
+    @property
+    def kernels(self) -> str:
+        """The SIMD kernel set in use ("avx512", "avx2" or "generic")."""
+        return self._plan.kernels
+
+    def _check_sr(self, sr: int | None) -> None:
+        if sr is not None and sr != self.spec.sample_rate:
+            raise ParameterError(
+                f"audio at sr={sr} Hz given to an extractor for {self.spec.sample_rate} Hz; "
+                f"resample first (musemo.load_audio(path, sr={self.spec.sample_rate}))"
+            )
+
+    def _finish(self, mel: np.ndarray) -> np.ndarray:
+        s = self.spec
+        if not s.db:
+            return mel
+        ref = np.max if s.db_ref == "max" else s.db_ref
+        return power_to_db(mel, ref=ref, amin=s.db_amin, top_db=s.db_top)
+
+    def compute(self, y: np.ndarray, *, sr: int | None = None, threads: int = 1) -> np.ndarray:
+        """Features of ``y`` shaped ``(..., n)`` -> float32 ``(..., n_mels, frames)``."""
+        self._check_sr(sr)
+        s = self.spec
+        mel = run_plan(self._plan, y, center=s.center, n_fft=s.n_fft, threads=_check_threads(threads))
+        return self._finish(mel)
+
+    def compute_batch(
+        self, ys: Sequence[np.ndarray], *, sr: int | None = None, threads: int = 1
+    ) -> list[np.ndarray]:
+        """Features of many 1-D signals (any lengths), spread over ``threads`` threads."""
+        self._check_sr(sr)
+        threads = _check_threads(threads)
+        s = self.spec
+        signals = []
+        for i, y in enumerate(ys):
+            y32 = as_audio(y, name=f"ys[{i}]")
+            if y32.ndim != 1:
+                raise ParameterError(f"ys[{i}] must be one-dimensional (mono), got shape {y32.shape}")
+            if not s.center and y32.shape[0] < s.n_fft:
+                raise ParameterError(
+                    f"ys[{i}] has {y32.shape[0]} samples, fewer than n_fft={s.n_fft} (uncentred analysis)"
+                )
+            signals.append(y32)
+        outs = [np.empty((s.n_mels, s.n_frames(len(y))), dtype=np.float32) for y in signals]
+        bad = self._plan.compute_many(signals, outs, threads)
+        if bad is not None:
+            i, index = bad
+            raise _nonfinite_error(f"ys[{i}]", ys[i][np.newaxis], (0, index))
+        return [self._finish(m) for m in outs]
+
+    def __repr__(self) -> str:
+        return f"MelExtractor({self.spec!r}, kernels={self.kernels!r})"

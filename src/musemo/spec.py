@@ -1,0 +1,114 @@
+"""The feature spec: one frozen, JSON-serialisable description of the features.
+
+Training writes it into checkpoints, export into model files, and the edge
+runtime reads it back, so a model and its features cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import ParameterError
+from .features import check_stft_params
+from .filters import check_mel_params, get_window
+
+SPEC_FORMAT = "musemo.feature_spec/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Settings of a (log-)mel spectrogram. Defaults follow the paper: 44.1 kHz,
+    n_fft 2048, hop 512, 128 Slaney mels, power 2, dB with an 80 dB floor.
+
+    ``db_ref`` is a fixed reference power or ``"max"`` (each clip relative to its
+    own maximum, like ``ref=np.max``); ``db=False`` keeps linear power.
+    """
+
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    win_length: Union[int, None] = None
+    window: str = "hann"
+    center: bool = True
+    pad_mode: str = "constant"
+    power: float = 2.0
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: Union[float, None] = None
+    htk: bool = False
+    norm: Union[str, float, None] = "slaney"
+    db: bool = True
+    db_ref: Union[float, str] = 1.0
+    db_amin: float = 1e-10
+    db_top: Union[float, None] = 80.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise ParameterError(f"sample_rate={self.sample_rate!r}: must be a positive integer (Hz)")
+        if not isinstance(self.window, str):
+            raise ParameterError(f"window={self.window!r}: a feature spec names its window")
+        check_stft_params(
+            n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
+            center=self.center, pad_mode=self.pad_mode, power=self.power,
+        )
+        get_window(self.window, self.win_length or self.n_fft)
+        check_mel_params(
+            sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels,
+            fmin=self.fmin, fmax=self.fmax, norm=self.norm,
+        )
+        if not isinstance(self.htk, bool) or not isinstance(self.db, bool):
+            raise ParameterError("htk and db must be True or False")
+        if not (self.db_ref == "max" or (_is_number(self.db_ref) and self.db_ref > 0)):
+            raise ParameterError(f"db_ref={self.db_ref!r}: use a positive number or 'max'")
+        if not (_is_number(self.db_amin) and self.db_amin > 0):
+            raise ParameterError(f"db_amin={self.db_amin!r}: must be a positive number")
+        if not (self.db_top is None or (_is_number(self.db_top) and self.db_top >= 0)):
+            raise ParameterError(f"db_top={self.db_top!r}: must be a non-negative number or None")
+
+    @property
+    def effective_fmax(self) -> float:
+        """fmax in Hz (sample_rate / 2 when unset)."""
+        return float(self.sample_rate) / 2 if self.fmax is None else float(self.fmax)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced from ``n_samples`` samples."""
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": SPEC_FORMAT, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        """Rebuild a spec, refusing unknown formats and fields (missing fields take defaults)."""
+        if not isinstance(data, dict):
+            raise ParameterError(f"a feature spec must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        fmt = data.pop("format", None)
+        if fmt != SPEC_FORMAT:
+            raise ParameterError(f"unknown feature spec format {fmt!r}; this musemo reads {SPEC_FORMAT!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParameterError(f"unknown feature spec fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ParameterError(f"feature spec is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and np.isfinite(x)
