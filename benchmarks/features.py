@@ -24,13 +24,18 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 # One thread for BLAS/OpenMP (numpy's and librosa's mel product, torch): set before
 # numpy is imported, since the thread pools are sized when the libraries load.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+):
     os.environ[_var] = "1"
 
 import numpy as np  # noqa: E402
@@ -92,13 +97,16 @@ def time_round_robin(fns: dict[str, Fn], repeats: int) -> dict[str, Timing]:
     return timings
 
 
-def single_threaded_blas() -> Any:
-    """Belt and braces beside the environment variables: limit BLAS through threadpoolctl."""
+def limit_blas_threads() -> None:
+    """Belt and braces beside the environment variables: one BLAS thread via threadpoolctl.
+
+    Acts on the libraries loaded so far, so call it after the optional imports.
+    """
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return None
-    return threadpool_limits(limits=1)
+        return
+    threadpool_limits(limits=1)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -131,7 +139,9 @@ class Method:
     skipped: str = ""
 
 
-def numpy_methods(y: np.ndarray, mel: np.ndarray, window: np.ndarray) -> tuple[list, list]:
+def numpy_methods(
+    y: np.ndarray, mel: np.ndarray, window: np.ndarray
+) -> tuple[list[Method], list[Method]]:
     """numpy.fft and scipy.fft pipelines by hand: (mel methods, power methods)."""
     mel_rows: list[Method] = []
     power_rows: list[Method] = []
@@ -186,9 +196,14 @@ def torch_methods(y: np.ndarray, mel: np.ndarray) -> tuple[Method, Method]:
 
     def power() -> Any:
         spec = torch.stft(
-            y_t, N_FFT, hop_length=HOP, window=window, center=True,
-            pad_mode="constant", return_complex=True,
-        )  # fmt: skip
+            y_t,
+            N_FFT,
+            hop_length=HOP,
+            window=window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
         return spec.real**2 + spec.imag**2
 
     def to_numpy(t: Any) -> np.ndarray:
@@ -243,17 +258,19 @@ def compare(methods: list[Method], repeats: int) -> list[dict[str, Any]]:
             rows.append({"method": m.name, "skipped": m.skipped})
             continue
         t = timings[m.name]
-        rows.append({
-            "method": m.name,
-            "cpu_ms": t.cpu_ms,
-            "wall_ms": t.wall_ms,
-            "cpu_ms_min": 1e3 * min(t.cpu_s),
-            "wall_ms_min": 1e3 * min(t.wall_s),
-            "speedup_vs_librosa": None if lib_cpu is None else lib_cpu / t.cpu_ms,
-            "rel_err_vs_librosa": rel_error(outputs[m.name], ref),
-            "rel_err_vs_musemo": rel_error(outputs[m.name], ours),
-            "repeats": repeats,
-        })  # fmt: skip
+        rows.append(
+            {
+                "method": m.name,
+                "cpu_ms": t.cpu_ms,
+                "wall_ms": t.wall_ms,
+                "cpu_ms_min": 1e3 * min(t.cpu_s),
+                "wall_ms_min": 1e3 * min(t.wall_s),
+                "speedup_vs_librosa": None if lib_cpu is None else lib_cpu / t.cpu_ms,
+                "rel_err_vs_librosa": rel_error(outputs[m.name], ref),
+                "rel_err_vs_musemo": rel_error(outputs[m.name], ours),
+                "repeats": repeats,
+            }
+        )
     return rows
 
 
@@ -285,15 +302,17 @@ def bench_batch(
             out = timed(lambda t=threads: ext.compute_batch(clips, threads=t), timing)
             del out
         wall = statistics.median(timing.wall_s)
-        rows.append({
-            "threads": threads,
-            "clips": len(clips),
-            "wall_s": wall,
-            "clips_per_s": len(clips) / wall,
-            "x_realtime": len(clips) * SECONDS / wall,
-            "cpu_ms_per_clip": 1e3 * statistics.median(timing.cpu_s) / len(clips),
-            "repeats": repeats,
-        })  # fmt: skip
+        rows.append(
+            {
+                "threads": threads,
+                "clips": len(clips),
+                "wall_s": wall,
+                "clips_per_s": len(clips) / wall,
+                "x_realtime": len(clips) * SECONDS / wall,
+                "cpu_ms_per_clip": 1e3 * statistics.median(timing.cpu_s) / len(clips),
+                "repeats": repeats,
+            }
+        )
     base = next((r for r in rows if r["threads"] == 1), rows[0])
     for r in rows:
         r["scaling_vs_1_thread"] = r["clips_per_s"] / base["clips_per_s"]
@@ -371,7 +390,7 @@ def blas_info() -> list[dict[str, Any]]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    keys = ("prefix", "internal_api", "version", "num_threads", "architecture", "threading_layer")
     return [{k: p.get(k) for k in keys} for p in threadpool_info()]
 
 
@@ -397,8 +416,8 @@ def machine_info() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- output
 
 
-def fmt(value: float | None, spec: str, none: str = "-") -> str:
-    return none if value is None else format(value, spec)
+def fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, spec) + suffix
 
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
@@ -413,7 +432,7 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
             continue
         print(
             f"{r['method']:<42} {r['cpu_ms']:>9.2f} {r['wall_ms']:>9.2f} "
-            f"{fmt(r['speedup_vs_librosa'], '.2f') + 'x':>10} "
+            f"{fmt(r['speedup_vs_librosa'], '.2f', suffix='x'):>10} "
             f"{fmt(r['rel_err_vs_librosa'], '.1e'):>15} {fmt(r['rel_err_vs_musemo'], '.1e'):>14}"
         )
 
@@ -497,8 +516,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    limits = single_threaded_blas()  # kept alive for the whole run
+    started = time.perf_counter()
     y = demo_recording(sr=SR, seconds=SECONDS)
+    mels, powers = mel_methods(y)  # imports librosa, scipy and torch where installed
+    limit_blas_threads()
     info = machine_info()
 
     print(f"CPU: {info['cpu']} ({info['cpu_count']} logical CPUs), {info['platform']}")
@@ -511,13 +532,15 @@ def main(argv: list[str] | None = None) -> None:
         f"(available {info['musemo_available_kernels']})"
     )
     for lib in info["blas"]:
-        print(f"BLAS: {lib['internal_api']} {lib['version']}, {lib['num_threads']} thread(s)")
+        print(
+            f"Thread pool: {lib['prefix']} ({lib['internal_api']} {lib['version']}), "
+            f"{lib['num_threads']} thread(s)"
+        )
     print(
         f"Clip: {SECONDS:g} s at {SR} Hz, n_fft {N_FFT}, hop {HOP}, {N_MELS} mels; "
         f"single thread; medians of {args.repeats} calls; x librosa is by CPU time"
     )
 
-    mels, powers = mel_methods(y)
     mel_rows = compare(mels, args.repeats)
     print_table("Mel spectrogram, one clip (power 2, float32)", mel_rows)
     stft_rows = compare(powers, args.repeats)
@@ -554,8 +577,7 @@ def main(argv: list[str] | None = None) -> None:
         "overhead": overhead_rows,
     }
     write_json(args.json, data)
-    print(f"\nResults written to {args.json}")
-    del limits
+    print(f"\nTotal run time {time.perf_counter() - started:.0f} s; results written to {args.json}")
 
 
 if __name__ == "__main__":

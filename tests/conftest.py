@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from signals import tonal_signal
 
 import musemo
 from musemo import features
-
-from signals import tonal_signal
 
 
 @pytest.fixture(params=musemo.available_kernels())

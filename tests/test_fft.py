@@ -26,7 +26,9 @@ def test_power_spectrum_matches_numpy_rfft(kernel_set, n_fft):
 def test_magnitude_of_a_pure_tone(kernel_set, n_fft):
     k = n_fft // 8
     x = np.cos(2 * np.pi * k * np.arange(n_fft) / n_fft).astype(np.float32)
-    mag = musemo.stft_power(x, n_fft=n_fft, hop_length=n_fft, window="boxcar", center=False, power=1.0)
+    mag = musemo.stft_power(
+        x, n_fft=n_fft, hop_length=n_fft, window="boxcar", center=False, power=1.0
+    )
     assert mag[k, 0] == pytest.approx(n_fft / 2, rel=1e-5)
     others = np.delete(mag[:, 0], k)
     assert others.max() < 1e-3 * n_fft

@@ -24,7 +24,9 @@ def test_named_windows_match_scipy(name, length):
 @pytest.mark.parametrize("beta", [0.0, 5.0, 14.0])
 def test_kaiser_matches_scipy(beta):
     np.testing.assert_allclose(
-        musemo.get_window(("kaiser", beta), 512), signal.get_window(("kaiser", beta), 512), atol=1e-12
+        musemo.get_window(("kaiser", beta), 512),
+        signal.get_window(("kaiser", beta), 512),
+        atol=1e-12,
     )
 
 

@@ -20,7 +20,9 @@ def load_audio(
     Returns ``(y, sr)``: ``y`` is ``(n,)`` when ``mono`` (channels averaged),
     else ``(channels, n)``. With ``sr`` the audio is resampled (soxr, high quality).
     """
-    if sr is not None and (isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0):
+    if sr is not None and (
+        isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0
+    ):
         raise ParameterError(f"sr={sr!r}: must be a positive integer sample rate (Hz) or None")
     path = Path(path)
     if not path.is_file():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,10 @@ def _feature_spec(args: argparse.Namespace):
     if args.spec:
         return FeatureSpec.from_json(Path(args.spec).read_text(encoding="utf-8"))
     return FeatureSpec(
-        sample_rate=args.sr, n_fft=args.n_fft, hop_length=args.hop_length, n_mels=args.n_mels,
+        sample_rate=args.sr,
+        n_fft=args.n_fft,
+        hop_length=args.hop_length,
+        n_mels=args.n_mels,
         db=not args.power,
     )
 
@@ -33,8 +35,11 @@ def cmd_features(args: argparse.Namespace) -> int:
     stems = [f.stem for f in files]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
-        print(f"error: several inputs share the name {', '.join(clashes)}; outputs would overwrite "
-              "each other", file=sys.stderr)
+        print(
+            f"error: several inputs share the name {', '.join(clashes)}; outputs would overwrite "
+            "each other",
+            file=sys.stderr,
+        )
         return 2
     if args.plot:
         from .plotting import plot_melspectrogram
@@ -68,7 +73,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="musemo", description="Music emotion recognition toolkit.")
+    parser = argparse.ArgumentParser(
+        prog="musemo", description="Music emotion recognition toolkit."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the demo on the built-in recording")
@@ -81,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     feats.add_argument("--out", required=True, help="output folder")
     feats.add_argument("--plot", action="store_true", help="also write a PNG per file")
     feats.add_argument("--spec", help="feature spec JSON (overrides the options below)")
-    feats.add_argument("--sr", type=int, default=44100, help="sample rate to resample to (default 44100)")
+    feats.add_argument(
+        "--sr", type=int, default=44100, help="sample rate to resample to (default 44100)"
+    )
     feats.add_argument("--n-fft", type=int, default=2048)
     feats.add_argument("--hop-length", type=int, default=512)
     feats.add_argument("--n-mels", type=int, default=128)

@@ -25,7 +25,12 @@ def run_demo(out_dir: str | os.PathLike, *, repeats: int = 10) -> dict:
     spec = FeatureSpec()
     wav = out / "demo_recording.wav"
     with atomic_path(wav) as tmp:
-        sf.write(tmp, demo_recording(sr=spec.sample_rate, seconds=30.0), spec.sample_rate, subtype="FLOAT")
+        sf.write(
+            tmp,
+            demo_recording(sr=spec.sample_rate, seconds=30.0),
+            spec.sample_rate,
+            subtype="FLOAT",
+        )
     print(f"1. built-in recording (30 s plucked-string phrase in raga Yaman): {wav}")
 
     y, sr = load_audio(wav, sr=spec.sample_rate)
@@ -36,12 +41,22 @@ def run_demo(out_dir: str | os.PathLike, *, repeats: int = 10) -> dict:
     print(f"2. log-mel spectrogram {S.shape} ({extractor.kernels} kernels) plotted: {png}")
 
     rows = compare(y, sr=sr, repeats=repeats)
-    print(f"3. speed, single thread, median CPU time for this {len(y) / sr:.0f} s clip "
-          f"(n_fft {spec.n_fft}, hop {spec.hop_length}, {spec.n_mels} mels):")
+    print(
+        f"3. speed, single thread, median CPU time for this {len(y) / sr:.0f} s clip "
+        f"(n_fft {spec.n_fft}, hop {spec.hop_length}, {spec.n_mels} mels):"
+    )
     print(f"   {'method':<28}{'ms':>9}{'x musemo':>10}{'max rel diff':>14}")
     for r in rows:
-        print(f"   {r['method']:<28}{r['cpu_ms']:9.2f}{r['times_musemo']:10.1f}{r['rel_err_vs_musemo']:14.1e}")
-    result = {"spec": spec.to_dict(), "shape": list(S.shape), "kernels": extractor.kernels, "speed": rows}
+        print(
+            f"   {r['method']:<28}{r['cpu_ms']:9.2f}{r['times_musemo']:10.1f}"
+            f"{r['rel_err_vs_musemo']:14.1e}"
+        )
+    result = {
+        "spec": spec.to_dict(),
+        "shape": list(S.shape),
+        "kernels": extractor.kernels,
+        "speed": rows,
+    }
     write_text(out / "demo.json", json.dumps(result, indent=2))
     print(f"   written to {out / 'demo.json'}")
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,8 +22,13 @@ class MelExtractor:
         self.spec = spec if spec is not None else FeatureSpec()
         s = self.spec
         self._plan = make_plan(
-            n_fft=s.n_fft, hop_length=s.hop_length, win_length=s.win_length or s.n_fft,
-            window=s.window, center=s.center, pad_mode=s.pad_mode, power=s.power,
+            n_fft=s.n_fft,
+            hop_length=s.hop_length,
+            win_length=s.win_length or s.n_fft,
+            window=s.window,
+            center=s.center,
+            pad_mode=s.pad_mode,
+            power=s.power,
             mel_key=(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax, s.htk, s.norm),
         )
 
@@ -50,7 +55,9 @@ class MelExtractor:
         """Features of ``y`` shaped ``(..., n)`` -> float32 ``(..., n_mels, frames)``."""
         self._check_sr(sr)
         s = self.spec
-        mel = run_plan(self._plan, y, center=s.center, n_fft=s.n_fft, threads=_check_threads(threads))
+        mel = run_plan(
+            self._plan, y, center=s.center, n_fft=s.n_fft, threads=_check_threads(threads)
+        )
         return self._finish(mel)
 
     def compute_batch(
@@ -64,10 +71,13 @@ class MelExtractor:
         for i, y in enumerate(ys):
             y32 = as_audio(y, name=f"ys[{i}]")
             if y32.ndim != 1:
-                raise ParameterError(f"ys[{i}] must be one-dimensional (mono), got shape {y32.shape}")
+                raise ParameterError(
+                    f"ys[{i}] must be one-dimensional (mono), got shape {y32.shape}"
+                )
             if not s.center and y32.shape[0] < s.n_fft:
                 raise ParameterError(
-                    f"ys[{i}] has {y32.shape[0]} samples, fewer than n_fft={s.n_fft} (uncentred analysis)"
+                    f"ys[{i}] has {y32.shape[0]} samples, fewer than n_fft={s.n_fft} "
+                    "(uncentred analysis)"
                 )
             signals.append(y32)
         outs = [np.empty((s.n_mels, s.n_frames(len(y))), dtype=np.float32) for y in signals]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Sequence, Union
+from collections.abc import Sequence
+from typing import Callable, Union
 
 import numpy as np
 
@@ -97,7 +98,9 @@ def _window_key(window: WindowSpec):
     return window
 
 
-def _build_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel) -> _native.SpectrogramPlan:
+def _build_plan(
+    n_fft, hop_length, win_length, window, center, pad_mode, power, mel
+) -> _native.SpectrogramPlan:
     fft_window = pad_center(get_window(window, win_length), n_fft).astype(np.float32)
     mel = np.zeros((0, n_fft // 2 + 1), np.float32) if mel is None else mel
     return _native.SpectrogramPlan(
@@ -134,7 +137,9 @@ def make_plan(
     """
     wkey = _window_key(window)
     if wkey is not None:
-        return _cached_plan(n_fft, hop_length, win_length, wkey, center, pad_mode, float(power), mel_key)
+        return _cached_plan(
+            n_fft, hop_length, win_length, wkey, center, pad_mode, float(power), mel_key
+        )
     mel = None if mel_key is None else _cached_mel(*mel_key)
     return _build_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel)
 
@@ -161,7 +166,13 @@ def _nonfinite_error(name: str, y: np.ndarray, where) -> ParameterError:
 
 
 def run_plan(
-    plan: _native.SpectrogramPlan, y: np.ndarray, *, center: bool, n_fft: int, threads: int = 1, name: str = "y"
+    plan: _native.SpectrogramPlan,
+    y: np.ndarray,
+    *,
+    center: bool,
+    n_fft: int,
+    threads: int = 1,
+    name: str = "y",
 ) -> np.ndarray:
     """Apply a plan to audio shaped (..., n); returns float32 (..., rows, frames)."""
     y32 = as_audio(y, name)
@@ -192,11 +203,21 @@ def stft_power(
     spreads the channels of a multi-channel ``y`` over threads.
     """
     n_fft, hop_length, win_length = check_stft_params(
-        n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        center=center,
+        pad_mode=pad_mode,
+        power=power,
     )
     plan = make_plan(
-        n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-        center=center, pad_mode=pad_mode, power=power,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        center=center,
+        pad_mode=pad_mode,
+        power=power,
     )
     return run_plan(plan, y, center=center, n_fft=n_fft, threads=_check_threads(threads))
 
@@ -230,7 +251,9 @@ def melspectrogram(
             raise ParameterError("pass either y or S, not both")
         S = np.asarray(S)
         if not np.issubdtype(S.dtype, np.floating) or S.ndim < 2:
-            raise ParameterError(f"S must be a real spectrogram (..., bins, frames), got {S.dtype} {S.shape}")
+            raise ParameterError(
+                f"S must be a real spectrogram (..., bins, frames), got {S.dtype} {S.shape}"
+            )
         if n_fft // 2 + 1 != S.shape[-2]:
             n_fft = 2 * (S.shape[-2] - 1)
         mel = _cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm)
@@ -238,7 +261,12 @@ def melspectrogram(
     if y is None:
         raise ParameterError("melspectrogram needs y (audio) or S (a power spectrogram)")
     n_fft, hop_length, win_length = check_stft_params(
-        n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center, pad_mode=pad_mode, power=power
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        center=center,
+        pad_mode=pad_mode,
+        power=power,
     )
     mel_key = (sr, n_fft, n_mels, fmin, fmax, htk, norm)
     try:
@@ -246,8 +274,14 @@ def melspectrogram(
     except TypeError as exc:
         raise ParameterError(f"mel settings must be scalars: {mel_key}") from exc
     plan = make_plan(
-        n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-        center=center, pad_mode=pad_mode, power=power, mel_key=mel_key,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        center=center,
+        pad_mode=pad_mode,
+        power=power,
+        mel_key=mel_key,
     )
     return run_plan(plan, y, center=center, n_fft=n_fft, threads=_check_threads(threads))
 
@@ -266,7 +300,9 @@ def power_to_db(
     """
     S = np.asarray(S)
     if np.iscomplexobj(S) or not np.issubdtype(S.dtype, np.floating):
-        raise ParameterError(f"S must be a real floating-point power spectrogram, got dtype {S.dtype}")
+        raise ParameterError(
+            f"S must be a real floating-point power spectrogram, got dtype {S.dtype}"
+        )
     if not np.isscalar(amin) or not amin > 0:
         raise ParameterError(f"amin={amin!r}: must be strictly positive")
     if top_db is not None and not (np.isscalar(top_db) and top_db >= 0):

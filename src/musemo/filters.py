@@ -107,10 +107,13 @@ def get_window(window: WindowSpec, win_length: int) -> np.ndarray:
             hint = " ('kaiser' needs a beta: pass ('kaiser', beta))" if name == "kaiser" else ""
             raise ParameterError(
                 f"unsupported window={window!r}{hint}; choose one of "
-                f"{', '.join(n for n in WINDOW_NAMES if n != 'kaiser')}, ('kaiser', beta) or an array"
+                f"{', '.join(n for n in WINDOW_NAMES if n != 'kaiser')}, "
+                "('kaiser', beta) or an array"
             )
     else:
-        raise ParameterError(f"window must be a name, a tuple or an array, got {type(window).__name__}")
+        raise ParameterError(
+            f"window must be a name, a tuple or an array, got {type(window).__name__}"
+        )
     if win_length == 1:
         return np.ones(1)
     return _symmetric_window(name, win_length + 1, param)[:-1]
@@ -134,7 +137,9 @@ def hz_to_mel(frequencies, *, htk: bool = False):
     logstep = np.log(6.4) / 27.0
     log_t = frequencies >= min_log_hz
     return np.where(
-        log_t, min_log_mel + np.log(np.maximum(frequencies, min_log_hz) / min_log_hz) / logstep, mels
+        log_t,
+        min_log_mel + np.log(np.maximum(frequencies, min_log_hz) / min_log_hz) / logstep,
+        mels,
     )
 
 
@@ -149,16 +154,24 @@ def mel_to_hz(mels, *, htk: bool = False):
     min_log_mel = min_log_hz / f_sp
     logstep = np.log(6.4) / 27.0
     log_t = mels >= min_log_mel
-    return np.where(log_t, min_log_hz * np.exp(logstep * (np.where(log_t, mels, min_log_mel) - min_log_mel)), freqs)
+    return np.where(
+        log_t,
+        min_log_hz * np.exp(logstep * (np.where(log_t, mels, min_log_mel) - min_log_mel)),
+        freqs,
+    )
 
 
-def mel_frequencies(n_mels: int = 128, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False):
+def mel_frequencies(
+    n_mels: int = 128, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False
+):
     """``n_mels`` frequencies (Hz) evenly spaced on the mel scale from ``fmin`` to ``fmax``."""
     mels = np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels)
     return mel_to_hz(mels, htk=htk)
 
 
-def check_mel_params(*, sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float | None, norm) -> float:
+def check_mel_params(
+    *, sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float | None, norm
+) -> float:
     """Validate mel settings; return the effective fmax."""
     if not np.isscalar(sr) or not np.isfinite(sr) or sr <= 0:
         raise ParameterError(f"sr={sr!r}: the sample rate must be a positive number")
@@ -173,8 +186,14 @@ def check_mel_params(*, sr: float, n_fft: int, n_mels: int, fmin: float, fmax: f
         raise ParameterError(f"fmax={fmax!r}: must be a finite frequency above fmin={fmin}")
     if fmax_eff > float(sr) / 2:
         raise ParameterError(f"fmax={fmax!r} is above the Nyquist frequency sr/2 = {float(sr) / 2}")
-    if not (norm is None or norm == "slaney" or (np.isscalar(norm) and not isinstance(norm, str) and norm > 0)):
-        raise ParameterError(f"norm={norm!r}: use 'slaney', None or a positive number (p-norm, np.inf)")
+    if not (
+        norm is None
+        or norm == "slaney"
+        or (np.isscalar(norm) and not isinstance(norm, str) and norm > 0)
+    ):
+        raise ParameterError(
+            f"norm={norm!r}: use 'slaney', None or a positive number (p-norm, np.inf)"
+        )
     return float(fmax_eff)
 
 

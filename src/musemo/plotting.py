@@ -31,16 +31,24 @@ def plot_melspectrogram(
     seconds = n_frames * spec.hop_length / spec.sample_rate
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
     img = ax.imshow(
-        S, origin="lower", aspect="auto", cmap="magma", extent=(0.0, seconds, 0, n_mels),
+        S,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0.0, seconds, 0, n_mels),
         interpolation="nearest",
     )
-    centres = mel_frequencies(n_mels + 2, fmin=spec.fmin, fmax=spec.effective_fmax, htk=spec.htk)[1:-1]
+    centres = mel_frequencies(n_mels + 2, fmin=spec.fmin, fmax=spec.effective_fmax, htk=spec.htk)[
+        1:-1
+    ]
     ticks = np.linspace(0, n_mels - 1, 7).round().astype(int)
     ax.set_yticks(ticks + 0.5)
     ax.set_yticklabels([f"{centres[t]:.0f}" for t in ticks])
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mel band centre (Hz)")
-    ax.set_title(title or f"mel spectrogram ({n_mels} mels, n_fft {spec.n_fft}, hop {spec.hop_length})")
+    ax.set_title(
+        title or f"mel spectrogram ({n_mels} mels, n_fft {spec.n_fft}, hop {spec.hop_length})"
+    )
     fig.colorbar(img, ax=ax, label="dB" if spec.db else "power")
     fig.tight_layout()
     with atomic_path(path) as tmp:

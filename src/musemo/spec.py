@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -31,34 +31,48 @@ class FeatureSpec:
     sample_rate: int = 44100
     n_fft: int = 2048
     hop_length: int = 512
-    win_length: Union[int, None] = None
+    win_length: int | None = None
     window: str = "hann"
     center: bool = True
     pad_mode: str = "constant"
     power: float = 2.0
     n_mels: int = 128
     fmin: float = 0.0
-    fmax: Union[float, None] = None
+    fmax: float | None = None
     htk: bool = False
-    norm: Union[str, float, None] = "slaney"
+    norm: str | float | None = "slaney"
     db: bool = True
-    db_ref: Union[float, str] = 1.0
+    db_ref: float | str = 1.0
     db_amin: float = 1e-10
-    db_top: Union[float, None] = 80.0
+    db_top: float | None = 80.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
-            raise ParameterError(f"sample_rate={self.sample_rate!r}: must be a positive integer (Hz)")
+        if (
+            isinstance(self.sample_rate, bool)
+            or not isinstance(self.sample_rate, int)
+            or self.sample_rate <= 0
+        ):
+            raise ParameterError(
+                f"sample_rate={self.sample_rate!r}: must be a positive integer (Hz)"
+            )
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: a feature spec names its window")
         check_stft_params(
-            n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-            center=self.center, pad_mode=self.pad_mode, power=self.power,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            center=self.center,
+            pad_mode=self.pad_mode,
+            power=self.power,
         )
         get_window(self.window, self.win_length or self.n_fft)
         check_mel_params(
-            sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels,
-            fmin=self.fmin, fmax=self.fmax, norm=self.norm,
+            sr=self.sample_rate,
+            n_fft=self.n_fft,
+            n_mels=self.n_mels,
+            fmin=self.fmin,
+            fmax=self.fmax,
+            norm=self.norm,
         )
         if not isinstance(self.htk, bool) or not isinstance(self.db, bool):
             raise ParameterError("htk and db must be True or False")
@@ -94,7 +108,9 @@ class FeatureSpec:
         data = dict(data)
         fmt = data.pop("format", None)
         if fmt != SPEC_FORMAT:
-            raise ParameterError(f"unknown feature spec format {fmt!r}; this musemo reads {SPEC_FORMAT!r}")
+            raise ParameterError(
+                f"unknown feature spec format {fmt!r}; this musemo reads {SPEC_FORMAT!r}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -111,4 +127,8 @@ class FeatureSpec:
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and np.isfinite(x)
+    return (
+        isinstance(x, (int, float, np.integer, np.floating))
+        and not isinstance(x, bool)
+        and np.isfinite(x)
+    )

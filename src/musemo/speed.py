@@ -12,7 +12,9 @@ from .features import melspectrogram
 from .filters import get_window, mel_filters
 
 
-def numpy_melspectrogram(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128):
+def numpy_melspectrogram(
+    y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
+):
     """The textbook numpy pipeline: pad, frame, window, rfft, |X|^2, mel matrix."""
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
@@ -41,13 +43,17 @@ def _single_threaded_blas():
 
 
 def compare(y: np.ndarray, *, sr: int, repeats: int = 10) -> list[dict]:
-    """Time musemo, librosa (when installed) and numpy on ``y``; rows with ms and error vs musemo."""
+    """Time musemo, librosa (if installed) and numpy on ``y``: ms and difference from musemo."""
     ours = melspectrogram(y=y, sr=sr)
-    methods: dict[str, Callable[[], np.ndarray]] = {"musemo (C++)": lambda: melspectrogram(y=y, sr=sr)}
+    methods: dict[str, Callable[[], np.ndarray]] = {
+        "musemo (C++)": lambda: melspectrogram(y=y, sr=sr)
+    }
     try:
         import librosa
 
-        methods[f"librosa {librosa.__version__}"] = lambda: librosa.feature.melspectrogram(y=y, sr=sr)
+        methods[f"librosa {librosa.__version__}"] = lambda: librosa.feature.melspectrogram(
+            y=y, sr=sr
+        )
     except ImportError:
         pass
     methods[f"numpy {np.__version__} by hand"] = lambda: numpy_melspectrogram(y, sr=sr)
@@ -55,7 +61,9 @@ def compare(y: np.ndarray, *, sr: int, repeats: int = 10) -> list[dict]:
     with _single_threaded_blas():
         for name, fn in methods.items():
             err = float(np.abs(fn() - ours).max() / ours.max())
-            rows.append({"method": name, "cpu_ms": median_cpu_ms(fn, repeats), "rel_err_vs_musemo": err})
+            rows.append(
+                {"method": name, "cpu_ms": median_cpu_ms(fn, repeats), "rel_err_vs_musemo": err}
+            )
     base = rows[0]["cpu_ms"]
     for row in rows:
         row["times_musemo"] = row["cpu_ms"] / base

@@ -26,7 +26,9 @@ def _pluck(freq: float, seconds: float, sr: int, rng: np.random.Generator) -> np
     return (out + buzz) * np.exp(-np.arange(n) / (0.6 * sr))
 
 
-def demo_recording(*, sr: int = 44100, seconds: float = 10.0, tonic: float = 138.6, seed: int = 0) -> np.ndarray:
+def demo_recording(
+    *, sr: int = 44100, seconds: float = 10.0, tonic: float = 138.6, seed: int = 0
+) -> np.ndarray:
     """A mono float32 phrase in raga Yaman with a tanpura-like drone, peak 0.9."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
