@@ -12,8 +12,9 @@ namespace musemo {
 
 namespace {
 
+#if defined(MUSEMO_HAVE_AVX2) || defined(MUSEMO_HAVE_AVX512)
 bool cpu_has(const char* feature) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__)
     __builtin_cpu_init();
     if (std::string(feature) == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (std::string(feature) == "avx512") {
@@ -25,6 +26,7 @@ bool cpu_has(const char* feature) {
 #endif
     return false;
 }
+#endif
 
 struct AlignedFree {
     void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
