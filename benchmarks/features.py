@@ -7,7 +7,7 @@ mels, centred with zero padding). Single-thread rows report the median CPU time
 and torch are pinned to one thread so that every row uses one core. Each method's
 output is compared with librosa's and musemo's before any timing.
 
-    python benchmarks/features.py            # full run, a few minutes
+    python benchmarks/features.py            # full run, under a minute on 2 cores
     python benchmarks/features.py --quick    # smoke run, seconds
 
 Set MUSEMO_KERNELS=avx2 (or generic) in the environment to force a kernel set.
@@ -283,33 +283,67 @@ def make_clips(base: np.ndarray, n_clips: int, seed: int = 1) -> list[np.ndarray
     return [np.roll(base, int(s)) for s in rng.integers(0, base.size, n_clips)]
 
 
+def user_sys_s() -> tuple[float, float]:
+    """User and system (kernel) CPU seconds of this process so far, all threads."""
+    try:
+        import resource
+    except ImportError:  # not Unix: coarser clock, same split
+        t = os.times()
+        return t.user, t.system
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
 def bench_batch(
     clips: list[np.ndarray], threads_list: list[int], repeats: int
 ) -> list[dict[str, Any]]:
-    """MelExtractor.compute_batch over all clips at each thread count: wall, clips/s, scaling."""
+    """MelExtractor.compute_batch over all clips at each thread count: wall, clips/s, scaling.
+
+    Thread counts take turns (order flipped every repeat) so drift and order hit all alike;
+    one untimed run first touches the output memory.
+    """
     ext = musemo.MelExtractor(musemo.FeatureSpec(sample_rate=SR, db=False))
     check = clips[:4]
     single = [ext.compute(c) for c in check]
-    for threads in threads_list:  # correctness and warm-up of the pool's threads
+    for threads in threads_list:  # correctness, and the pool's threads start
         for a, b in zip(ext.compute_batch(check, threads=threads), single):
             if not np.array_equal(a, b):
                 raise SystemExit(f"compute_batch(threads={threads}) differs from compute()")
+    ext.compute_batch(clips, threads=max(threads_list))  # untimed: first touch of memory
+    samples: dict[int, dict[str, list[float]]] = {
+        t: {"wall": [], "user": [], "sys": []} for t in threads_list
+    }
+    for rep in range(repeats):
+        for threads in threads_list if rep % 2 == 0 else threads_list[::-1]:
+            gc.collect()
+            u0, s0 = user_sys_s()
+            w0 = time.perf_counter()
+            out = ext.compute_batch(clips, threads=threads)
+            w1 = time.perf_counter()
+            u1, s1 = user_sys_s()
+            del out
+            samples[threads]["wall"].append(w1 - w0)
+            samples[threads]["user"].append(u1 - u0)
+            samples[threads]["sys"].append(s1 - s0)
+    n = len(clips)
     rows = []
     for threads in threads_list:
-        timing = Timing()
-        for _ in range(repeats):
-            gc.collect()
-            out = timed(lambda t=threads: ext.compute_batch(clips, threads=t), timing)
-            del out
-        wall = statistics.median(timing.wall_s)
+        got = samples[threads]
+        wall = statistics.median(got["wall"])
         rows.append(
             {
                 "threads": threads,
-                "clips": len(clips),
+                "clips": n,
                 "wall_s": wall,
-                "clips_per_s": len(clips) / wall,
-                "x_realtime": len(clips) * SECONDS / wall,
-                "cpu_ms_per_clip": 1e3 * statistics.median(timing.cpu_s) / len(clips),
+                "wall_s_min": min(got["wall"]),
+                "clips_per_s": n / wall,
+                "x_realtime": n * SECONDS / wall,
+                "user_ms_per_clip": 1e3 * statistics.median(got["user"]) / n,
+                "sys_ms_per_clip": 1e3 * statistics.median(got["sys"]) / n,
+                "cores_busy": statistics.median(
+                    (u + k) / w for u, k, w in zip(got["user"], got["sys"], got["wall"])
+                ),
+                "wall_s_all": got["wall"],
                 "repeats": repeats,
             }
         )
@@ -439,18 +473,25 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
 
 def print_batch(rows: list[dict[str, Any]]) -> None:
     n = rows[0]["clips"]
+    out_mb = n * N_MELS * (1 + int(SR * SECONDS) // HOP) * 4 / 1e6
     head = (
         f"{'threads':>7} {'wall s':>8} {'clips/s':>9} {'x realtime':>11} "
-        f"{'CPU ms/clip':>12} {'scaling':>8}"
+        f"{'user ms/clip':>13} {'sys ms/clip':>12} {'cores busy':>11} {'scaling':>8}"
     )
-    print(f"\nBatch: MelExtractor.compute_batch, {n} clips of {SECONDS:g} s (median wall)")
+    print(f"\nBatch: MelExtractor.compute_batch, {n} clips of {SECONDS:g} s (medians)")
     print(f"{head}\n{'-' * len(head)}")
     for r in rows:
         print(
             f"{r['threads']:>7} {r['wall_s']:>8.3f} {r['clips_per_s']:>9.1f} "
-            f"{r['x_realtime']:>11.0f} {r['cpu_ms_per_clip']:>12.2f} "
+            f"{r['x_realtime']:>11.0f} {r['user_ms_per_clip']:>13.2f} "
+            f"{r['sys_ms_per_clip']:>12.2f} {r['cores_busy']:>11.2f} "
             f"{r['scaling_vs_1_thread']:>7.2f}x"
         )
+    print(
+        f"(user/sys: CPU time of all threads; sys is mostly page faults on the {out_mb:.0f} MB\n"
+        " of new output arrays per run; cores busy = CPU time / wall time: near 1 with 2 threads\n"
+        " means the machine did not run both threads at once, whatever the library does)"
+    )
 
 
 def print_overhead(rows: list[dict[str, Any]]) -> None:
@@ -470,6 +511,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -484,7 +526,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, help="timed calls per method (default 30; quick: 3)")
     p.add_argument("--clips", type=int, help="clips in the batch (default 400; quick: 16)")
-    p.add_argument("--batch-repeats", type=int, help="runs of the batch (default 3; quick: 1)")
+    p.add_argument("--batch-repeats", type=int, help="runs of the batch (default 5; quick: 3)")
     p.add_argument("--calls", type=int, help="one-frame calls (default 20000; quick: 2000)")
     p.add_argument(
         "--threads", type=int, nargs="+", default=[1, 2], help="batch thread counts (default 1 2)"
@@ -501,7 +543,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, full, small in (
         ("repeats", 30, 3),
         ("clips", 400, 16),
-        ("batch_repeats", 3, 1),
+        ("batch_repeats", 5, 3),
         ("calls", 20000, 2000),
     ):
         value = getattr(args, name)
@@ -537,8 +579,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{lib['num_threads']} thread(s)"
         )
     print(
-        f"Clip: {SECONDS:g} s at {SR} Hz, n_fft {N_FFT}, hop {HOP}, {N_MELS} mels; "
-        f"single thread; medians of {args.repeats} calls; x librosa is by CPU time"
+        f"Clip: musemo.synth.demo_recording, {SECONDS:g} s at {SR} Hz float32; "
+        f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels\n"
+        f"Single thread; medians of {args.repeats} calls; x librosa is by CPU time; "
+        "err = max|a - b| / max|b|"
     )
 
     mel_rows = compare(mels, args.repeats)
@@ -560,6 +604,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "machine": info,
         "settings": {
+            "signal": f"musemo.synth.demo_recording(sr={SR}, seconds={SECONDS:g}), float32",
             "sr": SR,
             "seconds": SECONDS,
             "n_fft": N_FFT,
