@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -71,14 +72,17 @@ PYBIND11_MODULE(_native, m) {
     py::class_<SpectrogramPlan>(m, "SpectrogramPlan")
         .def(py::init([](int n_fft, int hop_length, bool center, const std::string& pad_mode,
                          const FloatArray& window, float power, const FloatArray& mel, int n_mels,
-                         const std::string& kernels) {
+                         const std::string& kernels, std::optional<float> db_amin, float db_ref) {
+                 musemo::Decibels db;
+                 if (db_amin) db = musemo::Decibels{true, *db_amin, db_ref};
                  return new SpectrogramPlan(n_fft, hop_length, center, parse_pad_mode(pad_mode),
                                             to_vector(window), power, to_vector(mel), n_mels,
-                                            find_kernels(kernels));
+                                            find_kernels(kernels), db);
              }),
              py::arg("n_fft"), py::arg("hop_length"), py::arg("center"), py::arg("pad_mode"),
              py::arg("window"), py::arg("power"), py::arg("mel"), py::arg("n_mels"),
-             py::arg("kernels") = "")
+             py::arg("kernels") = "", py::arg("db_amin") = py::none(), py::arg("db_ref") = 1.0f,
+             "With db_amin set, the plan outputs 10 log10(max(x, db_amin)) - 10 log10(max(db_amin, |db_ref|)).")
         .def_property_readonly("n_rows", &SpectrogramPlan::n_rows)
         .def_property_readonly("kernels", [](const SpectrogramPlan& p) { return std::string(p.kernels().name); })
         .def_property_readonly("lanes", [](const SpectrogramPlan& p) { return p.kernels().lanes; })

@@ -26,6 +26,10 @@ struct KernelTables {
     const int* bitrev;    // natural index k -> position in the FFT's output
     const float* twist;   // n_bins pairs (cos, -sin)(2πk/n_fft): real-FFT post-processing
     float power;          // exponent applied to |X|
+    // Log scaling of every output value: 10 log10(max(x, db_amin)) - db_offset.
+    bool db;
+    float db_amin;        // >= FLT_MIN
+    float db_offset;      // 10 log10(max(amin, ref))
     // Output rows: the mel filters (CSR-like, one contiguous run of bins per
     // filter) or, when n_mels == 0, the n_bins power rows themselves.
     int n_mels;

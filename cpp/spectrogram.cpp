@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <memory>
 #include <new>
@@ -88,7 +89,8 @@ std::vector<const KernelSet*> available_kernels() {
 
 SpectrogramPlan::SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode pad_mode,
                                  const std::vector<float>& window, float power,
-                                 const std::vector<float>& mel, int n_mels, const KernelSet* kernels)
+                                 const std::vector<float>& mel, int n_mels, const KernelSet* kernels,
+                                 const Decibels& db)
     : hop_(hop_length), center_(center), pad_mode_(pad_mode), kernels_(kernels), narrow_(kernels) {
     // The Python layer validates everything; these checks only keep a
     // misuse of the private module from corrupting memory.
@@ -109,6 +111,13 @@ SpectrogramPlan::SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode
     tables_.m = n_fft / 2;
     tables_.n_bins = n_fft / 2 + 1;
     tables_.power = power;
+    if (db.enabled) {
+        if (!(db.amin > 0.0f) || !std::isfinite(db.amin) || !std::isfinite(db.ref))
+            throw std::invalid_argument("amin must be positive and ref finite");
+        tables_.db = true;
+        tables_.db_amin = std::max(db.amin, FLT_MIN);  // the fast logarithm needs normal numbers
+        tables_.db_offset = static_cast<float>(10.0 * std::log10(std::max<double>(db.amin, std::fabs(db.ref))));
+    }
     window_.resize(n_fft);
     for (int i = 0; i < n_fft; ++i) window_[i] = 0.5f * window[i];
     tables_.window = window_.data();

@@ -16,13 +16,21 @@ enum class PadMode { Constant, Reflect, Edge };
 // The kernel sets this build and this CPU can run, fastest first.
 std::vector<const KernelSet*> available_kernels();
 
+// Log scaling: when enabled the plan outputs 10 log10(max(x, amin)) - 10 log10(max(amin, |ref|)).
+struct Decibels {
+    bool enabled = false;
+    float amin = 1e-10f;
+    float ref = 1.0f;
+};
+
 class SpectrogramPlan {
 public:
     // window: n_fft samples (already centred and zero-padded to n_fft).
     // mel: n_mels x (n_fft/2 + 1) row-major weights, or empty for the power spectrogram.
+    // A plan is immutable: every thread may share it.
     SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode pad_mode,
                     const std::vector<float>& window, float power, const std::vector<float>& mel,
-                    int n_mels, const KernelSet* kernels);
+                    int n_mels, const KernelSet* kernels, const Decibels& db = Decibels{});
 
     int n_fft() const { return tables_.n_fft; }
     int n_rows() const { return tables_.n_mels > 0 ? tables_.n_mels : tables_.n_bins; }

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import ParameterError
-from .features import _check_threads, _nonfinite_error, as_audio, make_plan, power_to_db, run_plan
+from .features import _check_threads, _nonfinite_error, as_audio, make_plan, run_plan
 from .spec import FeatureSpec
 
 
@@ -30,6 +30,9 @@ class MelExtractor:
             pad_mode=s.pad_mode,
             power=s.power,
             mel_key=(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax, s.htk, s.norm),
+            # The engine applies the logarithm; a per-clip reference ("max") is
+            # subtracted afterwards, as it needs the whole clip.
+            db=(s.db_amin, 1.0 if s.db_ref == "max" else s.db_ref) if s.db else None,
         )
 
     @property
@@ -44,12 +47,14 @@ class MelExtractor:
                 f"resample first (musemo.load_audio(path, sr={self.spec.sample_rate}))"
             )
 
-    def _finish(self, mel: np.ndarray) -> np.ndarray:
+    def _finish(self, S: np.ndarray) -> np.ndarray:
+        """Complete power_to_db's semantics on the engine's dB output, in place."""
         s = self.spec
-        if not s.db:
-            return mel
-        ref = np.max if s.db_ref == "max" else s.db_ref
-        return power_to_db(mel, ref=ref, amin=s.db_amin, top_db=s.db_top)
+        if s.db and s.db_ref == "max":
+            S -= S.max()
+        if s.db and s.db_top is not None:
+            np.maximum(S, S.max() - np.float32(s.db_top), out=S)
+        return S
 
     def compute(self, y: np.ndarray, *, sr: int | None = None, threads: int = 1) -> np.ndarray:
         """Features of ``y`` shaped ``(..., n)`` -> float32 ``(..., n_mels, frames)``."""

@@ -99,10 +99,11 @@ def _window_key(window: WindowSpec):
 
 
 def _build_plan(
-    n_fft, hop_length, win_length, window, center, pad_mode, power, mel
+    n_fft, hop_length, win_length, window, center, pad_mode, power, mel, db
 ) -> _native.SpectrogramPlan:
     fft_window = pad_center(get_window(window, win_length), n_fft).astype(np.float32)
     mel = np.zeros((0, n_fft // 2 + 1), np.float32) if mel is None else mel
+    db_amin, db_ref = (None, 1.0) if db is None else db
     return _native.SpectrogramPlan(
         n_fft=n_fft,
         hop_length=hop_length,
@@ -113,13 +114,15 @@ def _build_plan(
         mel=np.ascontiguousarray(mel, dtype=np.float32),
         n_mels=mel.shape[0],
         kernels=_KERNELS,
+        db_amin=db_amin,
+        db_ref=db_ref,
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel_key):
+def _cached_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel_key, db):
     mel = None if mel_key is None else _cached_mel(*mel_key)
-    return _build_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel)
+    return _build_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel, db)
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,20 +131,18 @@ def _cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> np.ndarray:
 
 
 def make_plan(
-    *, n_fft, hop_length, win_length, window, center, pad_mode, power, mel_key=None
+    *, n_fft, hop_length, win_length, window, center, pad_mode, power, mel_key=None, db=None
 ) -> _native.SpectrogramPlan:
     """A plan for these (validated) settings; shared from a cache when they are hashable.
 
     ``mel_key`` is ``(sr, n_fft, n_mels, fmin, fmax, htk, norm)`` for a mel plan,
-    None for a power spectrogram.
+    None for a power spectrogram. ``db`` is ``(amin, ref)`` for a plan whose output
+    is ``10 log10(max(x, amin)) - 10 log10(max(amin, ref))``, computed in the engine.
     """
-    wkey = _window_key(window)
-    if wkey is not None:
-        return _cached_plan(
-            n_fft, hop_length, win_length, wkey, center, pad_mode, float(power), mel_key
-        )
-    mel = None if mel_key is None else _cached_mel(*mel_key)
-    return _build_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel)
+    args = (n_fft, hop_length, win_length, window, center, pad_mode, float(power))
+    if _window_key(window) is not None:
+        return _cached_plan(*args, mel_key, db)
+    return _build_plan(*args, None if mel_key is None else _cached_mel(*mel_key), db)
 
 
 def n_frames_for(plan: _native.SpectrogramPlan, n_samples: int, *, center: bool, n_fft: int) -> int:
