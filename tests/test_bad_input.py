@@ -91,6 +91,8 @@ def test_too_short_for_one_uncentred_frame():
         ({"power": np.nan}, "power=nan"),
         ({"center": "yes"}, "center='yes'"),
         ({"threads": 0}, "threads=0"),
+        ({"power": "2"}, "power='2'"),
+        ({"hop_length": None, "win_length": 3, "n_fft": 4}, "default win_length // 4 is 0"),
     ],
 )
 def test_bad_stft_settings(kwargs, message):
@@ -108,6 +110,9 @@ def test_bad_stft_settings(kwargs, message):
         ({"sr": 0}, "sr=0"),
         ({"sr": -44100}, "sr=-44100"),
         ({"norm": "l2"}, "norm='l2'"),
+        ({"sr": "44100"}, "sr='44100'"),
+        ({"fmin": "0"}, "fmin='0'"),
+        ({"fmax": np.nan}, "fmax=nan"),
     ],
 )
 def test_bad_mel_settings(kwargs, message):

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import ParameterError
-from .features import _check_threads, _nonfinite_error, as_audio, make_plan, run_plan
+from .features import _nonfinite_error, as_audio, make_plan, run_plan
 from .spec import FeatureSpec
+from .validation import check_threads
 
 
 class MelExtractor:
@@ -61,7 +62,7 @@ class MelExtractor:
         self._check_sr(sr)
         s = self.spec
         mel = run_plan(
-            self._plan, y, center=s.center, n_fft=s.n_fft, threads=_check_threads(threads)
+            self._plan, y, center=s.center, n_fft=s.n_fft, threads=check_threads(threads)
         )
         return self._finish(mel)
 
@@ -70,7 +71,7 @@ class MelExtractor:
     ) -> list[np.ndarray]:
         """Features of many 1-D signals (any lengths), spread over ``threads`` threads."""
         self._check_sr(sr)
-        threads = _check_threads(threads)
+        threads = check_threads(threads)
         s = self.spec
         signals = []
         for i, y in enumerate(ys):

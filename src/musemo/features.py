@@ -17,6 +17,7 @@ import numpy as np
 from . import _native
 from .errors import ParameterError
 from .filters import WindowSpec, get_window, mel_filters, pad_center
+from .validation import check_int, check_threads, is_number
 
 PAD_MODES = ("constant", "reflect", "edge")
 MAX_N_FFT = 1 << 16
@@ -31,37 +32,31 @@ def available_kernels() -> list[str]:
     return list(_native.available_kernels())
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ParameterError(f"{name}={value!r}: must be an integer >= {minimum}")
-    return int(value)
-
-
-def _check_threads(threads) -> int:
-    return _check_int("threads", threads, 1)
-
-
 def check_stft_params(
     *, n_fft, hop_length, win_length, center, pad_mode, power
 ) -> tuple[int, int, int]:
     """Validate the STFT settings; return (n_fft, hop_length, win_length) as ints."""
-    n_fft = _check_int("n_fft", n_fft, 1)
+    n_fft = check_int("n_fft", n_fft, 1)
     if n_fft & (n_fft - 1) or not 4 <= n_fft <= MAX_N_FFT:
         raise ParameterError(
             f"n_fft={n_fft}: musemo supports powers of two from 4 to {MAX_N_FFT} "
             "(e.g. 512, 1024, 2048, 4096)"
         )
-    win_length = n_fft if win_length is None else _check_int("win_length", win_length, 1)
+    win_length = n_fft if win_length is None else check_int("win_length", win_length, 1)
     if win_length > n_fft:
         raise ParameterError(f"win_length={win_length} must be <= n_fft={n_fft}")
-    hop_length = win_length // 4 if hop_length is None else _check_int("hop_length", hop_length, 1)
-    if hop_length < 1:
-        raise ParameterError(f"hop_length={hop_length}: must be a positive integer")
+    if hop_length is None:
+        hop_length = win_length // 4
+        if hop_length < 1:
+            raise ParameterError(
+                f"hop_length: the default win_length // 4 is 0 for win_length={win_length}"
+            )
+    hop_length = check_int("hop_length", hop_length, 1)
     if not isinstance(center, (bool, np.bool_)):
         raise ParameterError(f"center={center!r}: must be True or False")
     if pad_mode not in PAD_MODES:
         raise ParameterError(f"pad_mode={pad_mode!r} is not supported; use one of {PAD_MODES}")
-    if isinstance(power, bool) or not np.isscalar(power) or not np.isfinite(power) or power <= 0:
+    if not is_number(power) or power <= 0:
         raise ParameterError(f"power={power!r}: must be a positive number")
     return n_fft, hop_length, win_length
 
@@ -220,7 +215,7 @@ def stft_power(
         pad_mode=pad_mode,
         power=power,
     )
-    return run_plan(plan, y, center=center, n_fft=n_fft, threads=_check_threads(threads))
+    return run_plan(plan, y, center=center, n_fft=n_fft, threads=check_threads(threads))
 
 
 def melspectrogram(
@@ -284,7 +279,7 @@ def melspectrogram(
         power=power,
         mel_key=mel_key,
     )
-    return run_plan(plan, y, center=center, n_fft=n_fft, threads=_check_threads(threads))
+    return run_plan(plan, y, center=center, n_fft=n_fft, threads=check_threads(threads))
 
 
 RefSpec = Union[float, Callable[[np.ndarray], float]]
@@ -304,9 +299,9 @@ def power_to_db(
         raise ParameterError(
             f"S must be a real floating-point power spectrogram, got dtype {S.dtype}"
         )
-    if not np.isscalar(amin) or not amin > 0:
+    if not is_number(amin) or amin <= 0:
         raise ParameterError(f"amin={amin!r}: must be strictly positive")
-    if top_db is not None and not (np.isscalar(top_db) and top_db >= 0):
+    if top_db is not None and not (is_number(top_db) and top_db >= 0):
         raise ParameterError(f"top_db={top_db!r}: must be a non-negative number or None")
     ref_value = ref(S) if callable(ref) else np.abs(ref)
     log_spec = 10.0 * np.log10(np.maximum(S.dtype.type(amin), S))

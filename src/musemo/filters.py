@@ -12,6 +12,7 @@ from typing import Union
 import numpy as np
 
 from .errors import ParameterError
+from .validation import check_int, is_number
 
 WindowSpec = Union[str, tuple, np.ndarray]
 
@@ -98,7 +99,7 @@ def get_window(window: WindowSpec, win_length: int) -> np.ndarray:
         return w
     param = None
     if isinstance(window, tuple):
-        if len(window) != 2 or window[0] != "kaiser" or not np.isscalar(window[1]):
+        if len(window) != 2 or window[0] != "kaiser" or not is_number(window[1]):
             raise ParameterError(f"window={window!r}: the only tuple accepted is ('kaiser', beta)")
         name, param = "kaiser", float(window[1])
     elif isinstance(window, str):
@@ -173,24 +174,18 @@ def check_mel_params(
     *, sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float | None, norm
 ) -> float:
     """Validate mel settings; return the effective fmax."""
-    if not np.isscalar(sr) or not np.isfinite(sr) or sr <= 0:
+    if not is_number(sr) or sr <= 0:
         raise ParameterError(f"sr={sr!r}: the sample rate must be a positive number")
-    if not isinstance(n_mels, (int, np.integer)) or isinstance(n_mels, bool) or n_mels < 1:
-        raise ParameterError(f"n_mels={n_mels!r}: must be a positive integer")
-    if not isinstance(n_fft, (int, np.integer)) or isinstance(n_fft, bool) or n_fft < 1:
-        raise ParameterError(f"n_fft={n_fft!r}: must be a positive integer")
+    check_int("n_mels", n_mels, 1)
+    check_int("n_fft", n_fft, 1)
     fmax_eff = float(sr) / 2 if fmax is None else fmax
-    if not np.isscalar(fmin) or not np.isfinite(fmin) or fmin < 0:
+    if not is_number(fmin) or fmin < 0:
         raise ParameterError(f"fmin={fmin!r}: must be a finite frequency >= 0 Hz")
-    if not np.isscalar(fmax_eff) or not np.isfinite(fmax_eff) or fmax_eff <= fmin:
+    if not is_number(fmax_eff) or fmax_eff <= fmin:
         raise ParameterError(f"fmax={fmax!r}: must be a finite frequency above fmin={fmin}")
     if fmax_eff > float(sr) / 2:
         raise ParameterError(f"fmax={fmax!r} is above the Nyquist frequency sr/2 = {float(sr) / 2}")
-    if not (
-        norm is None
-        or norm == "slaney"
-        or (np.isscalar(norm) and not isinstance(norm, str) and norm > 0)
-    ):
+    if not (norm is None or norm == "slaney" or ((is_number(norm) or norm == np.inf) and norm > 0)):
         raise ParameterError(
             f"norm={norm!r}: use 'slaney', None or a positive number (p-norm, np.inf)"
         )

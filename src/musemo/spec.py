@@ -10,11 +10,10 @@ import dataclasses
 import json
 from typing import Any
 
-import numpy as np
-
 from .errors import ParameterError
 from .features import check_stft_params
 from .filters import check_mel_params, get_window
+from .validation import check_int, is_number
 
 SPEC_FORMAT = "musemo.feature_spec/1"
 
@@ -47,14 +46,7 @@ class FeatureSpec:
     db_top: float | None = 80.0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.sample_rate, bool)
-            or not isinstance(self.sample_rate, int)
-            or self.sample_rate <= 0
-        ):
-            raise ParameterError(
-                f"sample_rate={self.sample_rate!r}: must be a positive integer (Hz)"
-            )
+        check_int("sample_rate", self.sample_rate, 1)
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: a feature spec names its window")
         check_stft_params(
@@ -76,11 +68,11 @@ class FeatureSpec:
         )
         if not isinstance(self.htk, bool) or not isinstance(self.db, bool):
             raise ParameterError("htk and db must be True or False")
-        if not (self.db_ref == "max" or (_is_number(self.db_ref) and self.db_ref > 0)):
+        if not (self.db_ref == "max" or (is_number(self.db_ref) and self.db_ref > 0)):
             raise ParameterError(f"db_ref={self.db_ref!r}: use a positive number or 'max'")
-        if not (_is_number(self.db_amin) and self.db_amin > 0):
+        if not (is_number(self.db_amin) and self.db_amin > 0):
             raise ParameterError(f"db_amin={self.db_amin!r}: must be a positive number")
-        if not (self.db_top is None or (_is_number(self.db_top) and self.db_top >= 0)):
+        if not (self.db_top is None or (is_number(self.db_top) and self.db_top >= 0)):
             raise ParameterError(f"db_top={self.db_top!r}: must be a non-negative number or None")
 
     @property
@@ -124,11 +116,3 @@ class FeatureSpec:
         except json.JSONDecodeError as exc:
             raise ParameterError(f"feature spec is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
-
-
-def _is_number(x) -> bool:
-    return (
-        isinstance(x, (int, float, np.integer, np.floating))
-        and not isinstance(x, bool)
-        and np.isfinite(x)
-    )
