@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <cfloat>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 namespace musemo {
@@ -219,17 +222,32 @@ void run_jobs(const SpectrogramPlan& plan, std::vector<Job>& jobs, int threads) 
         return;
     }
     std::atomic<std::size_t> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
     auto worker = [&]() {
-        for (std::size_t i = next++; i < jobs.size(); i = next++) {
-            jobs[i].bad_sample = plan.compute(jobs[i].y, jobs[i].n, jobs[i].out);
+        try {
+            for (std::size_t i = next++; i < jobs.size(); i = next++) {
+                jobs[i].bad_sample = plan.compute(jobs[i].y, jobs[i].n, jobs[i].out);
+            }
+        } catch (...) {  // e.g. no memory for scratch: stop every worker, report once
+            std::lock_guard<std::mutex> lock(error_mutex);
+            if (!error) error = std::current_exception();
+            next = jobs.size();
         }
     };
     const int n_workers = static_cast<int>(std::min<std::size_t>(threads, jobs.size()));
     std::vector<std::thread> pool;
     pool.reserve(n_workers - 1);
-    for (int i = 1; i < n_workers; ++i) pool.emplace_back(worker);
+    for (int i = 1; i < n_workers; ++i) {
+        try {
+            pool.emplace_back(worker);
+        } catch (const std::system_error&) {
+            break;  // the system refuses more threads: go on with those we have
+        }
+    }
     worker();
     for (std::thread& th : pool) th.join();
+    if (error) std::rethrow_exception(error);
 }
 
 }  // namespace musemo
