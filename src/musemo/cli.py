@@ -1,8 +1,9 @@
-"""The ``musemo`` command line: ``musemo demo`` and ``musemo features``."""
+"""The ``musemo`` command line: demo, features, train, evaluate."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def _feature_spec(args: argparse.Namespace):
         hop_length=args.hop_length,
         n_mels=args.n_mels,
         db=not args.power,
+        clip_seconds=getattr(args, "clip_seconds", 5.0),
     )
 
 
@@ -65,6 +67,124 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def default_cache() -> Path:
+    """Where features are cached unless --cache says otherwise."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "musemo" / "features"
+
+
+def _load_data(args: argparse.Namespace, spec, label_names=None):
+    from .data import load_dataset
+
+    data, report = load_dataset(
+        args.data,
+        spec,
+        cache=args.cache,
+        workers=args.workers,
+        progress=not args.quiet,
+        strict=args.strict,
+        label_names=label_names,
+    )
+    for path, why in report.failed:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+    if not args.quiet:
+        counts = ", ".join(
+            f"{name} {int((data.labels == k).sum())}" for k, name in enumerate(data.label_names)
+        )
+        print(
+            f"{len(data.recordings)} recordings, {len(data)} sub-clips ({counts}); features: "
+            f"{report.computed} computed, {report.reused} from the cache, "
+            f"{len(report.failed)} skipped"
+        )
+    return data
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import holdout_split
+    from .experiments import compare_models, markdown_table
+    from .models import MODELS
+    from .train import TrainConfig, fit
+
+    spec = _feature_spec(args)
+    config = TrainConfig(
+        model=MODELS[0] if args.model == "all" else args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weights=args.weights,
+        head=args.head,
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+        augment=not args.no_augment,
+    )
+    data = _load_data(args, spec)
+    if args.model == "all" or args.compare:
+        models = MODELS if args.model == "all" else (args.model,)
+        modes = ("grouped", "random") if args.split == "both" else (args.split,)
+        rows = compare_models(
+            data,
+            spec,
+            models,
+            config,
+            args.out,
+            split_modes=modes,
+            val_fraction=args.val_fraction,
+            progress=not args.quiet,
+        )
+        print(markdown_table(rows))
+        return 0
+    mode = "grouped" if args.split == "both" else args.split
+    train, val = holdout_split(data, val_fraction=args.val_fraction, mode=mode, seed=args.seed)
+    metrics = fit(
+        data,
+        train,
+        val,
+        spec,
+        config,
+        args.out,
+        split_mode=mode,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    final = metrics["final"]
+    print(
+        f"{config.model} ({mode} split, best epoch {final['best_epoch']}): "
+        f"sub-clip accuracy {final['subclip']['accuracy']:.3f}, "
+        f"recording accuracy {final['recording']['accuracy']:.3f} -> {args.out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from .atomic import write_text
+    from .metrics import evaluation
+    from .spec import FeatureSpec
+    from .train import load_checkpoint, model_from_checkpoint, predict, resolve_device
+
+    state = load_checkpoint(args.checkpoint)
+    spec = FeatureSpec.from_dict(state["spec"])
+    data = _load_data(args, spec, label_names=state["labels"])
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(state).to(device)
+    rows = np.arange(len(data))
+    probs, loss = predict(model, data, rows, spec, device)
+    ev = evaluation(probs, data.labels, data.index[:, 0], data.label_names)
+    ev["loss"] = loss
+    print(
+        f"{state['model']} on {args.data}: sub-clip accuracy {ev['subclip']['accuracy']:.3f} "
+        f"(n={ev['subclip']['n']}), recording accuracy {ev['recording']['accuracy']:.3f} "
+        f"(n={ev['recording']['n']})"
+    )
+    if args.json:
+        write_text(args.json, json.dumps(ev, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -97,6 +217,60 @@ def build_parser() -> argparse.ArgumentParser:
     feats.add_argument("--power", action="store_true", help="linear power instead of dB")
     feats.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     feats.set_defaults(func=cmd_features)
+
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data",
+            required=True,
+            help="folder of label folders (ROOT/<label>/*.wav) or a CSV manifest",
+        )
+        p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
+        p.add_argument("--workers", type=int, default=2, help="processes computing features")
+        p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        p.add_argument("--quiet", action="store_true")
+
+    from .models import HEADS, MODELS
+
+    train = sub.add_parser("train", help="train a CNN (or all four) on labelled recordings")
+    data_options(train)
+    train.add_argument("--model", default="squeezenet1_0", choices=(*MODELS, "all"))
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--weights", default="none", help="none, imagenet or a .pth file")
+    train.add_argument("--head", default="replace", choices=HEADS)
+    train.add_argument(
+        "--split",
+        default="grouped",
+        choices=("grouped", "random", "both"),
+        help="grouped by recording (honest), random sub-clips (the paper's), or both",
+    )
+    train.add_argument("--val-fraction", type=float, default=0.15)
+    train.add_argument(
+        "--compare",
+        action="store_true",
+        help="also train the baseline and write a comparison table",
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="runs/train", help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    train.add_argument("--no-augment", action="store_true", help="no SpecAugment masking")
+    train.add_argument("--spec", help="feature spec JSON (default: the paper's settings)")
+    train.add_argument("--sr", type=int, default=44100)
+    train.add_argument("--n-fft", type=int, default=2048)
+    train.add_argument("--hop-length", type=int, default=512)
+    train.add_argument("--n-mels", type=int, default=128)
+    train.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length")
+    train.add_argument("--power", action="store_true", help=argparse.SUPPRESS)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score a checkpoint on a data set")
+    ev.add_argument("checkpoint")
+    data_options(ev)
+    ev.add_argument("--json", help="write the scores to this file")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -7,6 +7,7 @@ runtime reads it back, so a model and its features cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -20,11 +21,18 @@ SPEC_FORMAT = "musemo.feature_spec/1"
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """Settings of a (log-)mel spectrogram. Defaults follow the paper: 44.1 kHz,
-    n_fft 2048, hop 512, 128 Slaney mels, power 2, dB with an 80 dB floor.
+    """Settings of a (log-)mel spectrogram and of the sub-clips a model sees.
+
+    Defaults follow the paper: 44.1 kHz, n_fft 2048, hop 512, 128 Slaney mels,
+    power 2, dB with an 80 dB floor, 5 s sub-clips without overlap (128 x 431).
 
     ``db_ref`` is a fixed reference power or ``"max"`` (each clip relative to its
     own maximum, like ``ref=np.max``); ``db=False`` keeps linear power.
+    ``clip_hop_seconds`` (default: ``clip_seconds``) spaces the sub-clips;
+    ``clip_tail`` says what happens to a last piece shorter than a sub-clip:
+    ``"drop"`` it, or ``"pad"`` it with silence when it is at least half a sub-clip.
+    ``input_mean`` / ``input_std`` normalise a model's input; training sets them
+    from its training split.
     """
 
     sample_rate: int = 44100
@@ -44,6 +52,11 @@ class FeatureSpec:
     db_ref: float | str = 1.0
     db_amin: float = 1e-10
     db_top: float | None = 80.0
+    clip_seconds: float = 5.0
+    clip_hop_seconds: float | None = None
+    clip_tail: str = "drop"
+    input_mean: float | None = None
+    input_std: float | None = None
 
     def __post_init__(self) -> None:
         check_int("sample_rate", self.sample_rate, 1)
@@ -74,6 +87,26 @@ class FeatureSpec:
             raise ParameterError(f"db_amin={self.db_amin!r}: must be a positive number")
         if not (self.db_top is None or (is_number(self.db_top) and self.db_top >= 0)):
             raise ParameterError(f"db_top={self.db_top!r}: must be a non-negative number or None")
+        if not (is_number(self.clip_seconds) and self.clip_samples >= self.n_fft // 2):
+            raise ParameterError(
+                f"clip_seconds={self.clip_seconds!r}: must be a number of seconds "
+                f"of at least n_fft / 2 samples"
+            )
+        if self.clip_hop_seconds is not None and not (
+            is_number(self.clip_hop_seconds) and self.clip_hop_seconds > 0
+        ):
+            raise ParameterError(f"clip_hop_seconds={self.clip_hop_seconds!r}: must be > 0 or None")
+        if self.clip_tail not in ("drop", "pad"):
+            raise ParameterError(f"clip_tail={self.clip_tail!r}: use 'drop' or 'pad'")
+        if (self.input_mean is None) != (self.input_std is None):
+            raise ParameterError("input_mean and input_std are set together")
+        if self.input_mean is not None and not (
+            is_number(self.input_mean) and is_number(self.input_std) and self.input_std > 0
+        ):
+            raise ParameterError(
+                f"input_mean={self.input_mean!r}, input_std={self.input_std!r}: "
+                "need finite numbers and a positive std"
+            )
 
     @property
     def effective_fmax(self) -> float:
@@ -85,6 +118,30 @@ class FeatureSpec:
         if self.center:
             return 1 + n_samples // self.hop_length
         return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length
+
+    @property
+    def clip_samples(self) -> int:
+        """Samples in one sub-clip."""
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    @property
+    def clip_hop_samples(self) -> int:
+        """Samples between the starts of consecutive sub-clips."""
+        hop = self.clip_seconds if self.clip_hop_seconds is None else self.clip_hop_seconds
+        return max(1, int(round(hop * self.sample_rate)))
+
+    @property
+    def clip_shape(self) -> tuple[int, int]:
+        """``(n_mels, frames)`` of one sub-clip's features, e.g. (128, 431)."""
+        return self.n_mels, self.n_frames(self.clip_samples)
+
+    def feature_key(self) -> str:
+        """A short hash of everything that changes the cached features (not the
+        input normalisation): two specs with the same key give the same sub-clips."""
+        data = self.to_dict()
+        data.pop("input_mean")
+        data.pop("input_std")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": SPEC_FORMAT, **dataclasses.asdict(self)}

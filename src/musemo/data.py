@@ -1,0 +1,406 @@
+"""Labelled recordings -> sub-clips -> a feature cache on disk -> honest splits.
+
+A data set is a folder ``ROOT/<label>/*.wav|flac|ogg|mp3`` or a CSV manifest
+with ``path,label`` and optional ``group`` (the source recording or song;
+default: the file itself) and rating columns. Features are computed once per
+(file content, feature spec) and memory-mapped from then on.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import save_npy
+from .audio import load_audio
+from .errors import AudioError, ParameterError
+from .extractor import MelExtractor
+from .spec import FeatureSpec
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """One labelled audio file; ``group`` keeps related files on one side of a split."""
+
+    path: Path
+    label: str
+    group: str
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def scan_folder(root: str | os.PathLike) -> list[Recording]:
+    """Recordings of ``root/<label>/**/*.<audio>``, labels from the folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such data folder: {root}")
+    recordings = []
+    labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for label in labels:
+        files = sorted(p for p in (root / label).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            warnings.warn(
+                f"label folder {root / label} holds no audio files; ignored", stacklevel=2
+            )
+        recordings += [Recording(p, label, p.stem) for p in files]
+    if not recordings:
+        raise ParameterError(
+            f"{root} holds no labelled audio: expected {root}/<label>/*.wav (or .flac, .ogg, .mp3)"
+        )
+    return recordings
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    *,
+    rating: str | None = None,
+    threshold: float | None = None,
+    above: str = "happy",
+    below: str = "sad",
+) -> list[Recording]:
+    """Recordings listed in a CSV with ``path`` and ``label`` (or a rating column) columns.
+
+    Paths are relative to the manifest's folder. With ``rating`` (a column of
+    per-clip mean ratings, e.g. a 5-point Likert mean) the label is ``above``
+    when the rating is ``>= threshold`` and ``below`` otherwise.
+    """
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ParameterError(f"manifest {path} has no rows")
+    columns = set(rows[0])
+    need = {"path"} | ({rating} if rating else {"label"})
+    if not need <= columns:
+        raise ParameterError(
+            f"manifest {path} needs columns {sorted(need)}; it has {sorted(columns)}"
+        )
+    if rating and threshold is None:
+        raise ParameterError("a rating column needs a threshold")
+    recordings = []
+    for i, row in enumerate(rows, start=2):
+        file = (path.parent / row["path"]).resolve()
+        if rating:
+            try:
+                value = float(row[rating])
+            except ValueError as exc:
+                raise ParameterError(
+                    f"{path}:{i}: {rating}={row[rating]!r} is not a number"
+                ) from exc
+            label = above if value >= threshold else below
+        else:
+            label = row["label"].strip()
+        if not label:
+            raise ParameterError(f"{path}:{i}: empty label for {row['path']}")
+        group = (row.get("group") or "").strip() or file.stem
+        recordings.append(Recording(file, label, group))
+    return recordings
+
+
+def load_recordings(source: str | os.PathLike) -> list[Recording]:
+    """A folder of label folders, or a CSV manifest."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return read_manifest(source)
+    if source.is_dir() and (source / "manifest.csv").is_file():
+        return read_manifest(source / "manifest.csv")
+    return scan_folder(source)
+
+
+# ----------------------------------------------------------------------------- sub-clips
+
+
+def subclip_starts(n_samples: int, spec: FeatureSpec) -> list[int]:
+    """Start samples of the sub-clips of a recording of ``n_samples`` samples."""
+    size, hop = spec.clip_samples, spec.clip_hop_samples
+    starts = list(range(0, max(n_samples - size, -1) + 1, hop))
+    last = starts[-1] + hop if starts else 0
+    if spec.clip_tail == "pad" and n_samples - last >= size / 2:
+        starts.append(last)
+    return starts
+
+
+def subclips(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """``(n_subclips, clip_samples)`` float32; a padded tail is filled with silence."""
+    size = spec.clip_samples
+    out = np.zeros((len(subclip_starts(len(y), spec)), size), np.float32)
+    for i, start in enumerate(subclip_starts(len(y), spec)):
+        piece = y[start : start + size]
+        out[i, : len(piece)] = piece
+    return out
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
+def _compute_entry(path: str, target: str, spec_json: str) -> tuple[str, int]:
+    """Worker: features of every sub-clip of one file, saved atomically."""
+    spec = FeatureSpec.from_json(spec_json)
+    y, _ = load_audio(path, sr=spec.sample_rate)
+    clips = subclips(y, spec)
+    if len(clips) == 0:
+        raise AudioError(
+            f"{path} lasts {len(y) / spec.sample_rate:.2f} s, shorter than one "
+            f"{spec.clip_seconds:g} s sub-clip"
+        )
+    features = MelExtractor(spec).compute(clips)
+    save_npy(target, features)
+    return path, len(clips)
+
+
+@dataclasses.dataclass
+class CacheReport:
+    """What ``FeatureCache.build`` did: files computed, reused, and (file, reason) failures."""
+
+    computed: int
+    reused: int
+    failed: list[tuple[Path, str]]
+
+
+class FeatureCache:
+    """Sub-clip features on disk, one ``.npy`` per (file content, feature spec).
+
+    Entries live in ``root/<spec.feature_key()>/<file digest>.npy``: changing the
+    audio or the spec computes new entries, changing neither reuses the old
+    ones, and an interrupted run resumes where it stopped.
+    """
+
+    def __init__(self, root: str | os.PathLike, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.folder = Path(root) / spec.feature_key()
+
+    def entry(self, path: Path) -> Path:
+        return self.folder / f"{file_digest(path)}.npy"
+
+    def build(
+        self,
+        recordings: Sequence[Recording],
+        *,
+        workers: int = 1,
+        progress: bool = True,
+        strict: bool = False,
+    ) -> CacheReport:
+        """Compute the missing entries (in ``workers`` processes) and report what happened.
+
+        Unreadable files are listed in the report and skipped, or raise with ``strict``.
+        """
+        from tqdm import tqdm
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "feature_spec.json").write_text(self.spec.to_json() + "\n", encoding="utf-8")
+        todo, reused, failed = [], 0, []
+        for rec in recordings:
+            try:
+                target = self.entry(rec.path)
+            except OSError as exc:
+                failed.append((rec.path, str(exc)))
+                continue
+            if target.exists():
+                reused += 1
+            else:
+                todo.append((rec.path, target))
+        spec_json = self.spec.to_json()
+        bar = tqdm(total=len(todo), desc="features", unit="file", disable=not progress or not todo)
+        computed = 0
+
+        def done(path, error):
+            nonlocal computed
+            bar.update()
+            if error is None:
+                computed += 1
+                return
+            if strict:
+                bar.close()
+                raise error
+            failed.append((path, str(error)))
+
+        if workers <= 1:
+            for path, target in todo:
+                try:
+                    _compute_entry(str(path), str(target), spec_json)
+                    done(path, None)
+                except (OSError, AudioError, ParameterError) as exc:
+                    done(path, exc)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {
+                    pool.submit(_compute_entry, str(p), str(t), spec_json): p for p, t in todo
+                }
+                for fut in as_completed(futures):
+                    exc = fut.exception()
+                    done(futures[fut], exc if isinstance(exc, Exception) else None)
+        bar.close()
+        return CacheReport(computed, reused, failed)
+
+    def load(self, path: Path) -> np.ndarray:
+        """The features of one file, memory-mapped: ``(n_subclips, n_mels, frames)``."""
+        return np.load(self.entry(path), mmap_mode="r")
+
+
+# ----------------------------------------------------------------------------- data set
+
+
+@dataclasses.dataclass
+class SubclipData:
+    """Every sub-clip of a set of recordings, with the recording it came from.
+
+    ``features[i]`` is recording i's memory-mapped array; ``index`` rows are
+    ``(recording, sub-clip)``; ``labels`` are integers into ``label_names``.
+    """
+
+    recordings: list[Recording]
+    features: list[np.ndarray]
+    index: np.ndarray
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The group of each sub-clip (its recording's group)."""
+        names = np.array([r.group for r in self.recordings])
+        return names[self.index[:, 0]]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subclip(self, i: int) -> np.ndarray:
+        rec, sub = self.index[i]
+        return self.features[rec][sub]
+
+    def stack(self, rows: np.ndarray) -> np.ndarray:
+        """Features of the given sub-clips as one in-memory array ``(n, n_mels, frames)``."""
+        return np.stack([self.subclip(int(i)) for i in rows]) if len(rows) else np.empty((0,))
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    spec: FeatureSpec,
+    *,
+    cache: str | os.PathLike,
+    workers: int = 1,
+    progress: bool = True,
+    strict: bool = False,
+    label_names: Sequence[str] | None = None,
+) -> tuple[SubclipData, CacheReport]:
+    """Read recordings, fill the feature cache and gather every sub-clip.
+
+    ``label_names`` fixes the label order (e.g. a checkpoint's); by default the
+    labels found, sorted. Needs at least two labels unless ``label_names`` is given.
+    """
+    recordings = load_recordings(source)
+    found = sorted({r.label for r in recordings})
+    names = tuple(label_names) if label_names is not None else tuple(found)
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        raise ParameterError(f"labels {unknown} in {source} are not among {list(names)}")
+    if label_names is None and len(names) < 2:
+        raise ParameterError(
+            f"{source} holds one label only ({names[0]!r}): a classifier needs two"
+        )
+    store = FeatureCache(cache, spec)
+    report = store.build(recordings, workers=workers, progress=progress, strict=strict)
+    bad = {path for path, _ in report.failed}
+    kept, features = [], []
+    for rec in recordings:
+        if rec.path in bad:
+            continue
+        kept.append(rec)
+        features.append(store.load(rec.path))
+    if not kept:
+        reasons = "; ".join(f"{p}: {why}" for p, why in report.failed[:3])
+        raise ParameterError(f"no readable recordings in {source}: {reasons}")
+    index = np.array(
+        [(r, s) for r, f in enumerate(features) for s in range(len(f))], dtype=np.int64
+    )
+    lookup = {name: i for i, name in enumerate(names)}
+    labels = np.array([lookup[kept[r].label] for r in index[:, 0]], dtype=np.int64)
+    return SubclipData(kept, features, index, labels, names), report
+
+
+# ----------------------------------------------------------------------------- splits
+
+SPLIT_MODES = ("grouped", "random")
+
+
+def _check_split(data: SubclipData, n_splits: int, mode: str) -> None:
+    if mode not in SPLIT_MODES:
+        raise ParameterError(f"split mode {mode!r}: use one of {SPLIT_MODES}")
+    counts = np.bincount(data.labels, minlength=len(data.label_names))
+    for name, count in zip(data.label_names, counts):
+        if count == 0:
+            raise ParameterError(f"label {name!r} has no sub-clips")
+    if mode == "grouped":
+        for k, name in enumerate(data.label_names):
+            n_groups = len(set(data.groups[data.labels == k]))
+            if n_groups < n_splits:
+                raise ParameterError(
+                    f"label {name!r} has {n_groups} recording group(s); a grouped split into "
+                    f"{n_splits} parts needs at least {n_splits} per label: add recordings "
+                    "or use fewer folds"
+                )
+
+
+def kfold_splits(
+    data: SubclipData, *, k: int = 5, mode: str = "grouped", seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` (train, validation) index pairs over sub-clips, stratified by label.
+
+    ``"grouped"`` keeps every group (recording or song) on one side;
+    ``"random"`` splits sub-clips as the paper did, letting sub-clips of one
+    recording fall on both sides (it inflates accuracy: use it to measure that).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    _check_split(data, k, mode)
+    rows = np.arange(len(data))
+    if mode == "grouped":
+        folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(folds.split(rows, data.labels, data.groups))
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(folds.split(rows, data.labels))
+
+
+def holdout_split(
+    data: SubclipData, *, val_fraction: float = 0.15, mode: str = "grouped", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (train, validation) split with about ``val_fraction`` of the sub-clips held out
+    (the paper's 85/15): the first fold of ``round(1 / val_fraction)`` stratified folds."""
+    if not 0 < val_fraction < 0.5:
+        raise ParameterError(f"val_fraction={val_fraction}: must be between 0 and 0.5")
+    return kfold_splits(data, k=max(2, round(1 / val_fraction)), mode=mode, seed=seed)[0]
+
+
+def describe_split(data: SubclipData, train: np.ndarray, val: np.ndarray, mode: str) -> dict:
+    """What a split holds, for the run directory: counts and the held-out groups."""
+    groups = data.groups
+    overlap = sorted(set(groups[train]) & set(groups[val]))
+    return {
+        "mode": mode,
+        "train_subclips": int(len(train)),
+        "val_subclips": int(len(val)),
+        "train_groups": int(len(set(groups[train]))),
+        "val_groups": sorted(set(groups[val].tolist())),
+        "groups_on_both_sides": len(overlap),
+        "val_label_counts": {
+            name: int((data.labels[val] == k).sum()) for k, name in enumerate(data.label_names)
+        },
+    }

@@ -1,0 +1,108 @@
+"""Several models on the same split, beside the baseline: the paper's Table 1 for your data."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .atomic import write_text
+from .baseline import fit_baseline
+from .data import SubclipData, holdout_split
+from .spec import FeatureSpec
+from .train import TrainConfig, fit
+
+COLUMNS = (
+    "split",
+    "model",
+    "subclip_accuracy",
+    "recording_accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "train_subclips_per_s",
+    "epochs",
+)
+
+
+def _row(split: str, model: str, final: dict, history: list[dict] | None) -> dict:
+    speed = None
+    if history:
+        speed = sum(h["train_subclips_per_s"] for h in history) / len(history)
+    return {
+        "split": split,
+        "model": model,
+        "subclip_accuracy": final["subclip"]["accuracy"],
+        "recording_accuracy": final["recording"]["accuracy"],
+        "balanced_accuracy": final["subclip"]["balanced_accuracy"],
+        "f1_macro": final["subclip"]["f1_macro"],
+        "train_subclips_per_s": speed,
+        "epochs": len(history) if history else None,
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    def cell(v):
+        return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    return head + "".join("| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |\n" for r in rows)
+
+
+def compare_models(
+    data: SubclipData,
+    spec: FeatureSpec,
+    models: Sequence[str],
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    split_modes: Sequence[str] = ("grouped", "random"),
+    val_fraction: float = 0.15,
+    progress: bool = True,
+) -> list[dict]:
+    """Train every model on each kind of split (same split for all), with the baseline.
+
+    Writes ``comparison.md`` and ``comparison.csv`` in ``out_dir`` and one run
+    folder per (split, model).
+    """
+    out = Path(out_dir)
+    rows = []
+    for mode in split_modes:
+        train, val = holdout_split(data, val_fraction=val_fraction, mode=mode, seed=config.seed)
+        rows.append(
+            _row(
+                mode,
+                "baseline (log-mel stats + logistic regression)",
+                fit_baseline(data, train, val, seed=config.seed),
+                None,
+            )
+        )
+        for name in models:
+            metrics = fit(
+                data,
+                train,
+                val,
+                spec,
+                dataclasses.replace(config, model=name),
+                out / mode / name,
+                split_mode=mode,
+                progress=progress,
+            )
+            rows.append(_row(mode, name, metrics["final"], metrics["history"]))
+            _write(out, rows)
+    _write(out, rows)
+    return rows
+
+
+def _write(out: Path, rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "comparison.md", markdown_table(rows))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "comparison.csv", buf.getvalue())
+    write_text(out / "comparison.json", json.dumps(rows, indent=2))

@@ -1,0 +1,126 @@
+"""The paper's four ImageNet CNNs, adapted to 1-channel log-mel input and a small head."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ParameterError
+
+MODELS = ("squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16")
+HEADS = ("replace", "paper")
+
+# torchvision's weight enums, by model.
+_WEIGHTS = {
+    "squeezenet1_0": "SqueezeNet1_0_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+    "resnet18": "ResNet18_Weights",
+    "vgg16": "VGG16_Weights",
+}
+
+
+def _torch():
+    try:
+        import torch
+        import torchvision
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "training needs torch and torchvision: pip install 'musemo[train]'"
+        ) from exc
+    return torch, torchvision
+
+
+def imagenet_state_dict(name: str) -> dict:
+    """torchvision's ImageNet weights for ``name`` from its cache (downloading when online).
+
+    Offline, the error says which file to put where.
+    """
+    torch, torchvision = _torch()
+    weights = getattr(torchvision.models, _WEIGHTS[name]).IMAGENET1K_V1
+    filename = os.path.basename(weights.url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return weights.get_state_dict(progress=True)
+    except OSError as exc:  # URLError is an OSError
+        raise ParameterError(
+            f"cannot download ImageNet weights for {name} ({exc}). Offline, copy {filename} "
+            f"to {cached} (or set TORCH_HOME), or pass weights=<path to a .pth file>"
+        ) from exc
+
+
+def _first_conv(model, name: str):
+    """(parent module, attribute) of the first convolution."""
+    if name == "resnet18":
+        return model, "conv1"
+    if name == "mobilenet_v2":
+        return model.features[0], "0"
+    return model.features, "0"  # squeezenet1_0, vgg16
+
+
+def _adapt_input(model, name: str, torch) -> None:
+    """Make the first convolution take one channel: ImageNet's RGB filters summed,
+    so a grey image gives what the RGB model gave for the same image in colour."""
+    parent, attr = _first_conv(model, name)
+    old = getattr(parent, attr)
+    new = torch.nn.Conv2d(
+        1, old.out_channels, old.kernel_size, old.stride, old.padding, bias=old.bias is not None
+    )
+    with torch.no_grad():
+        new.weight.copy_(old.weight.sum(dim=1, keepdim=True))
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    setattr(parent, attr, new)
+
+
+def _replace_head(model, name: str, n_classes: int, torch) -> None:
+    nn = torch.nn
+    if name == "squeezenet1_0":
+        # The ImageNet head ends in ReLU; with 2 classes that gives ties at zero,
+        # so the new head outputs raw logits.
+        model.classifier = nn.Sequential(
+            nn.Dropout(p=0.5), nn.Conv2d(512, n_classes, 1), nn.AdaptiveAvgPool2d((1, 1))
+        )
+        model.num_classes = n_classes
+    elif name == "mobilenet_v2":
+        model.classifier[1] = nn.Linear(model.classifier[1].in_features, n_classes)
+    elif name == "resnet18":
+        model.fc = nn.Linear(model.fc.in_features, n_classes)
+    else:
+        model.classifier[6] = nn.Linear(model.classifier[6].in_features, n_classes)
+
+
+def build_model(name: str, *, n_classes: int = 2, weights: str = "none", head: str = "replace"):
+    """A torchvision ``name`` for 1-channel input with ``n_classes`` raw logits.
+
+    ``weights``: ``"none"`` (random init), ``"imagenet"`` (torchvision's weights),
+    or a path to a state dict of the torchvision model (loaded with
+    ``weights_only=True``). ``head``: ``"replace"`` the final layer, or ``"paper"``:
+    keep the 1000-way layer and add a ``n_classes`` layer after it.
+    """
+    torch, torchvision = _torch()
+    if name not in MODELS:
+        raise ParameterError(f"model {name!r}: choose one of {', '.join(MODELS)}")
+    if head not in HEADS:
+        raise ParameterError(f"head {head!r}: choose one of {HEADS}")
+    model = getattr(torchvision.models, name)(weights=None)
+    if weights == "imagenet":
+        model.load_state_dict(imagenet_state_dict(name))
+    elif weights != "none":
+        path = Path(weights)
+        if not path.is_file():
+            raise ParameterError(f"weights={weights!r}: use 'none', 'imagenet' or a .pth file path")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise ParameterError(
+                f"{path} does not hold {name}'s ImageNet-shaped weights: {exc}"
+            ) from exc
+    _adapt_input(model, name, torch)
+    if head == "replace":
+        _replace_head(model, name, n_classes, torch)
+    else:
+        model = torch.nn.Sequential(model, torch.nn.Linear(1000, n_classes))
+    return model

@@ -1,0 +1,374 @@
+"""Fine-tune one CNN on cached sub-clips, on CUDA (mixed precision) or the CPU.
+
+A run directory holds ``last.pt`` and ``best.pt`` (written atomically every
+epoch), ``metrics.json``, ``split.json``, ``curves.png`` and ``confusion.png``.
+A run is repeatable: shuffling, augmentation and dropout are seeded per epoch,
+so ``resume=True`` continues an interrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .atomic import atomic_path, write_text
+from .data import SubclipData, describe_split
+from .errors import ParameterError
+from .metrics import evaluation
+from .models import build_model
+from .spec import FeatureSpec
+
+CHECKPOINT_FORMAT = "musemo.checkpoint/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train; everything that changes the result is here (and in the checkpoint)."""
+
+    model: str = "squeezenet1_0"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    weights: str = "none"
+    head: str = "replace"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name}={value!r}: must be a positive integer")
+        if not self.lr > 0:
+            raise ParameterError(f"lr={self.lr!r}: must be positive")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ParameterError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"device={name!r} but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def input_stats(data: SubclipData, rows: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the features of the given sub-clips (float64 sums)."""
+    total = total_sq = count = 0.0
+    for i in rows:
+        x = np.asarray(data.subclip(int(i)), dtype=np.float64)
+        total += x.sum()
+        total_sq += np.square(x).sum()
+        count += x.size
+    mean = total / count
+    std = math.sqrt(max(total_sq / count - mean * mean, 1e-12))
+    return float(mean), float(std)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a musemo checkpoint without unpickling arbitrary objects (``weights_only``)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, foreign pickle: torch raises many kinds
+        raise ParameterError(f"{path} is not a readable musemo checkpoint: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ParameterError(f"{path} is not a musemo checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
+    return state
+
+
+def model_from_checkpoint(state: dict):
+    """The trained network of a loaded checkpoint, in eval mode on the CPU."""
+    model = build_model(state["model"], n_classes=len(state["labels"]), head=state["head"])
+    model.load_state_dict(state["model_state"])
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def batches(data: SubclipData, rows: np.ndarray, batch_size: int, spec: FeatureSpec):
+    """Normalised ``(batch, 1, n_mels, frames)`` float32 arrays with their labels."""
+    for start in range(0, len(rows), batch_size):
+        part = rows[start : start + batch_size]
+        x = (data.stack(part) - spec.input_mean) / spec.input_std
+        yield x[:, None].astype(np.float32), data.labels[part]
+
+
+def spec_augment(x, generator, *, n_masks: int = 2, max_time: float = 0.1, max_freq: float = 0.15):
+    """SpecAugment-style masking in place: ``n_masks`` time and frequency bands set to 0
+    (the normalised mean), independently for each sub-clip."""
+    import torch
+
+    b, _, n_mels, frames = x.shape
+    for axis, size, max_frac in ((2, n_mels, max_freq), (3, frames, max_time)):
+        for _ in range(n_masks):
+            width = (torch.rand(b, generator=generator) * max_frac * size).long()
+            start = (torch.rand(b, generator=generator) * (size - width)).long()
+            pos = torch.arange(size)
+            mask = (pos[None] >= start[:, None]) & (pos[None] < (start + width)[:, None])
+            shape = (b, 1, size, 1) if axis == 2 else (b, 1, 1, size)
+            x.masked_fill_(mask.view(shape).to(x.device), 0.0)
+    return x
+
+
+def predict(
+    model,
+    data: SubclipData,
+    rows: np.ndarray,
+    spec: FeatureSpec,
+    device,
+    *,
+    batch_size: int = 64,
+    amp_dtype=None,
+) -> tuple[np.ndarray, float]:
+    """Class probabilities for the given sub-clips, and the mean cross-entropy."""
+    import torch
+
+    model.eval()
+    probs, loss_sum = [], 0.0
+    with torch.inference_mode():
+        for x, y in batches(data, rows, batch_size, spec):
+            xt = torch.from_numpy(x).to(device)
+            if device.type == "cuda":
+                xt = xt.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(xt).float()
+            loss_sum += torch.nn.functional.cross_entropy(
+                logits, torch.from_numpy(y).to(device), reduction="sum"
+            ).item()
+            probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+    out = np.concatenate(probs) if probs else np.empty((0, len(data.label_names)))
+    return out, loss_sum / max(1, len(rows))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _amp_dtype(device, enabled: bool):
+    import torch
+
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def fit(
+    data: SubclipData,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    spec: FeatureSpec,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    split_mode: str = "grouped",
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train ``config.model`` on ``train_rows``, validate on ``val_rows``, write the run.
+
+    ``on_epoch`` is called with each epoch's entry once its checkpoint is on disk
+    (an exception there stops the run; ``resume=True`` picks it up again).
+    Returns the metrics written to ``out_dir/metrics.json``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    amp_dtype = _amp_dtype(device, config.amp)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    train_rows = np.asarray(train_rows)
+    val_rows = np.asarray(val_rows)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ParameterError("training needs sub-clips on both sides of the split")
+
+    mean, std = input_stats(data, train_rows)
+    spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
+    split = describe_split(data, train_rows, val_rows, split_mode)
+    write_text(out / "split.json", json.dumps(split, indent=2))
+
+    torch.manual_seed(config.seed)
+    model = build_model(
+        config.model, n_classes=len(data.label_names), weights=config.weights, head=config.head
+    ).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    history: list[dict] = []
+    best = {"key": (-1.0, -math.inf), "epoch": 0}
+    start_epoch = 1
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and last_path.is_file():
+        state = load_checkpoint(last_path)
+        if state["config"] != dataclasses.asdict(config) or state["spec"] != spec.to_dict():
+            raise ParameterError(
+                f"{last_path} was trained with other settings or data; "
+                "use a new --out folder or the same settings"
+            )
+        model.load_state_dict(state["model_state"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history = state["history"]
+        best = {"key": tuple(state["best_key"]), "epoch": state["best_epoch"]}
+        start_epoch = state["epoch"] + 1
+
+    def checkpoint(epoch: int) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": config.model,
+            "head": config.head,
+            "labels": list(data.label_names),
+            "spec": spec.to_dict(),
+            "config": dataclasses.asdict(config),
+            "split": split,
+            "epoch": epoch,
+            "model_state": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "history": history,
+            "best_key": list(best["key"]),
+            "best_epoch": best["epoch"],
+        }
+
+    recording = data.index[:, 0]
+    for epoch in range(start_epoch, config.epochs + 1):
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout
+        order = train_rows[torch.randperm(len(train_rows), generator=generator).numpy()]
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = correct = 0.0
+        n_batches = math.ceil(len(order) / config.batch_size)
+        bar = tqdm(
+            batches(data, order, config.batch_size, spec),
+            total=n_batches,
+            desc=f"{config.model} epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
+        for x, y in bar:
+            xt = torch.from_numpy(x)
+            if config.augment:
+                spec_augment(xt, generator)
+            xt = xt.to(device, non_blocking=True)
+            if device.type == "cuda":
+                xt = xt.contiguous(memory_format=torch.channels_last)
+            yt = torch.from_numpy(y).to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(xt)
+                loss = torch.nn.functional.cross_entropy(logits.float(), yt)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(dim=1) == yt).sum().item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        scheduler.step()
+        seconds = time.perf_counter() - t0
+        probs, val_loss = predict(model, data, val_rows, spec, device, amp_dtype=amp_dtype)
+        ev = evaluation(probs, data.labels[val_rows], recording[val_rows], data.label_names)
+        entry = {
+            "epoch": epoch,
+            "train_loss": loss_sum / len(order),
+            "train_accuracy": correct / len(order),
+            "val_loss": val_loss,
+            "val_accuracy": ev["subclip"]["accuracy"],
+            "val_recording_accuracy": ev["recording"]["accuracy"],
+            "lr": optimiser.param_groups[0]["lr"],
+            "train_seconds": seconds,
+            "train_subclips_per_s": len(order) / seconds,
+        }
+        history.append(entry)
+        key = (entry["val_recording_accuracy"], -val_loss)
+        if key > tuple(best["key"]):
+            best = {"key": key, "epoch": epoch}
+            save_checkpoint(best_path, checkpoint(epoch))
+        save_checkpoint(last_path, checkpoint(epoch))
+        if progress:
+            print(
+                f"{config.model} epoch {epoch}/{config.epochs}: loss {entry['train_loss']:.3f} "
+                f"acc {entry['train_accuracy']:.3f} | val loss {val_loss:.3f} "
+                f"acc {entry['val_accuracy']:.3f} recordings {entry['val_recording_accuracy']:.3f} "
+                f"| {entry['train_subclips_per_s']:.1f} sub-clips/s"
+            )
+        write_text(out / "metrics.json", json.dumps({"history": history}, indent=2))
+        if on_epoch is not None:
+            on_epoch(entry)
+
+    final_state = load_checkpoint(best_path)
+    model.load_state_dict(final_state["model_state"])
+    probs, val_loss = predict(model, data, val_rows, spec, device, amp_dtype=amp_dtype)
+    final = evaluation(probs, data.labels[val_rows], recording[val_rows], data.label_names)
+    final.update(
+        best_epoch=best["epoch"],
+        val_loss=val_loss,
+        device=str(device),
+        amp=str(amp_dtype).replace("torch.", "") if amp_dtype else None,
+    )
+    metrics = {
+        "model": config.model,
+        "config": dataclasses.asdict(config),
+        "split": split,
+        "history": history,
+        "final": final,
+    }
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    _plots(metrics, out)
+    return metrics
+
+
+def _plots(metrics: dict, out: Path) -> None:
+    try:
+        from .plotting import plot_confusion, plot_curves
+    except ImportError:  # pragma: no cover - matplotlib missing
+        return
+    name = metrics["model"]
+    plot_curves(metrics["history"], out / "curves.png", title=f"{name}: training curves")
+    final = metrics["final"]
+    plot_confusion(
+        {"sub-clips": final["subclip"]["confusion"], "recordings": final["recording"]["confusion"]},
+        final["labels"],
+        out / "confusion.png",
+        title=f"{name}: validation (best epoch {final['best_epoch']})",
+    )

@@ -1,0 +1,198 @@
+"""Training runs end to end on the CPU: run folder, checkpoints, exact resume, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
+
+from musemo import ParameterError  # noqa: E402
+from musemo.cli import main  # noqa: E402
+from musemo.data import holdout_split, load_dataset  # noqa: E402
+from musemo.experiments import compare_models  # noqa: E402
+from musemo.spec import FeatureSpec  # noqa: E402
+from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def chord_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    folder = write_chord_dataset(root / "chords", per_label=8)
+    data, _ = load_dataset(folder, tiny_spec(), cache=root / "cache", progress=False)
+    train, val = holdout_split(data, val_fraction=0.25, seed=0)
+    return folder, root / "cache", data, train, val
+
+
+CONFIG = TrainConfig(model="squeezenet1_0", epochs=2, batch_size=16, lr=3e-3)
+
+
+def test_a_run_writes_everything(tmp_path, chord_dataset):
+    _, _, data, train, val = chord_dataset
+    metrics = fit(data, train, val, tiny_spec(), CONFIG, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("best.pt", "last.pt", "metrics.json", "split.json", "curves.png", "confusion.png"):
+        assert (run / name).stat().st_size > 0, name
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["final"] == json.loads(json.dumps(metrics["final"]))
+    assert len(on_disk["history"]) == 2
+    final = metrics["final"]
+    assert final["labels"] == ["happy", "sad"]
+    assert final["subclip"]["n"] == len(val) and final["recording"]["n"] == 4
+    assert 0 <= final["recording"]["accuracy"] <= 1
+    split = json.loads((run / "split.json").read_text())
+    assert split["groups_on_both_sides"] == 0
+
+
+def test_checkpoint_round_trip(tmp_path, chord_dataset):
+    _, _, data, train, val = chord_dataset
+    fit(data, train, val, tiny_spec(), CONFIG, tmp_path / "run", progress=False)
+    state = load_checkpoint(tmp_path / "run" / "best.pt")
+    spec = FeatureSpec.from_dict(state["spec"])
+    assert spec.input_std > 0 and state["labels"] == ["happy", "sad"]
+    model = model_from_checkpoint(state)
+    probs, _ = predict(model, data, val, spec, torch.device("cpu"))
+    assert probs.shape == (len(val), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_resume_continues_exactly(tmp_path, chord_dataset):
+    _, _, data, train, val = chord_dataset
+    whole = fit(data, train, val, tiny_spec(), CONFIG, tmp_path / "whole", progress=False)
+
+    def interrupt(entry):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            data,
+            train,
+            val,
+            tiny_spec(),
+            CONFIG,
+            tmp_path / "split",
+            progress=False,
+            on_epoch=interrupt,
+        )
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 1
+    resumed = fit(
+        data, train, val, tiny_spec(), CONFIG, tmp_path / "split", resume=True, progress=False
+    )
+    a = load_checkpoint(tmp_path / "whole" / "last.pt")["model_state"]
+    b = load_checkpoint(tmp_path / "split" / "last.pt")["model_state"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert resumed["history"][1]["train_loss"] == pytest.approx(
+        whole["history"][1]["train_loss"], rel=1e-5
+    )
+
+
+def test_resume_refuses_other_settings(tmp_path, chord_dataset):
+    _, _, data, train, val = chord_dataset
+    cfg = dataclasses.replace(CONFIG, epochs=1)
+    fit(data, train, val, tiny_spec(), cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ParameterError, match="trained with other settings"):
+        fit(
+            data,
+            train,
+            val,
+            tiny_spec(),
+            dataclasses.replace(cfg, lr=1e-2),
+            tmp_path / "run",
+            resume=True,
+            progress=False,
+        )
+
+
+def test_checkpoints_never_unpickle_arbitrary_objects(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "musemo.checkpoint/1", "x": Payload()}, evil)
+    with pytest.raises(ParameterError, match="not a readable musemo checkpoint"):
+        load_checkpoint(evil)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ParameterError, match="is not a musemo checkpoint"):
+        load_checkpoint(other)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ParameterError, match="not a readable"):
+        load_checkpoint(corrupt)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_bad_configs():
+    with pytest.raises(ParameterError, match="epochs=0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ParameterError, match="device='tpu'"):
+        TrainConfig(device="tpu")
+    if not torch.cuda.is_available():
+        from musemo.train import resolve_device
+
+        with pytest.raises(ParameterError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_compare_models_with_the_baseline(tmp_path, chord_dataset):
+    _, _, data, _, _ = chord_dataset
+    rows = compare_models(
+        data,
+        tiny_spec(),
+        ["squeezenet1_0"],
+        dataclasses.replace(CONFIG, epochs=1),
+        tmp_path / "cmp",
+        split_modes=("grouped", "random"),
+        val_fraction=0.25,
+        progress=False,
+    )
+    assert [(r["split"], r["model"].split()[0]) for r in rows] == [
+        ("grouped", "baseline"),
+        ("grouped", "squeezenet1_0"),
+        ("random", "baseline"),
+        ("random", "squeezenet1_0"),
+    ]
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| grouped | squeezenet1_0 |" in table
+    assert (tmp_path / "cmp" / "comparison.csv").read_text().startswith("split,model,")
+    # the baseline separates major from minor chords well above chance
+    assert rows[0]["recording_accuracy"] >= 0.75
+
+
+def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
+    folder, cache, *_ = chord_dataset
+    common = ["--data", str(folder), "--cache", str(cache), "--quiet", "--workers", "1"]
+    spec = [
+        "--sr",
+        "16000",
+        "--n-fft",
+        "1024",
+        "--hop-length",
+        "256",
+        "--n-mels",
+        "64",
+        "--clip-seconds",
+        "1",
+    ]
+    out = tmp_path / "run"
+    assert (
+        main(
+            ["train", *common, *spec, "--epochs", "1", "--out", str(out), "--val-fraction", "0.25"]
+        )
+        == 0
+    )
+    assert "squeezenet1_0 (grouped split, best epoch 1)" in capsys.readouterr().out
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", str(out / "best.pt"), *common, "--json", str(scores)]) == 0
+    assert "recording accuracy" in capsys.readouterr().out
+    assert json.loads(scores.read_text())["recording"]["n"] == 16
+    assert main(["evaluate", str(tmp_path / "nothing.pt"), *common]) == 2
