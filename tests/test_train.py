@@ -16,7 +16,7 @@ from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
 from musemo import ParameterError  # noqa: E402
 from musemo.cli import main  # noqa: E402
 from musemo.data import holdout_split, load_dataset  # noqa: E402
-from musemo.experiments import compare_models  # noqa: E402
+from musemo.experiments import compare_models, cross_validate  # noqa: E402
 from musemo.spec import FeatureSpec  # noqa: E402
 from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict  # noqa: E402
 
@@ -196,3 +196,22 @@ def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
     assert "recording accuracy" in capsys.readouterr().out
     assert json.loads(scores.read_text())["recording"]["n"] == 16
     assert main(["evaluate", str(tmp_path / "nothing.pt"), *common]) == 2
+
+
+def test_cross_validation_reports_mean_and_spread(tmp_path, chord_dataset):
+    _, _, data, _, _ = chord_dataset
+    summary = cross_validate(
+        data,
+        tiny_spec(),
+        ["squeezenet1_0"],
+        dataclasses.replace(CONFIG, epochs=1),
+        tmp_path / "cv",
+        k=2,
+        progress=False,
+    )
+    assert summary["folds_done"] == 2 and set(summary["models"]) == {"baseline", "squeezenet1_0"}
+    base = summary["models"]["baseline"]
+    values = [f["recording_accuracy"] for f in base["folds"]]
+    assert base["recording_accuracy"]["mean"] == pytest.approx(np.mean(values))
+    assert "| baseline |" in (tmp_path / "cv" / "crossval.md").read_text()
+    assert (tmp_path / "cv" / "squeezenet1_0" / "fold1" / "best.pt").exists()

@@ -119,6 +119,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
     )
     data = _load_data(args, spec)
+    if args.folds:
+        from .experiments import cross_validate, crossval_table
+
+        models = MODELS if args.model == "all" else (args.model,)
+        mode = "grouped" if args.split == "both" else args.split
+        summary = cross_validate(
+            data, spec, models, config, args.out, k=args.folds, mode=mode, progress=not args.quiet
+        )
+        print(crossval_table(summary))
+        return 0
     if args.model == "all" or args.compare:
         models = MODELS if args.model == "all" else (args.model,)
         modes = ("grouped", "random") if args.split == "both" else (args.split,)
@@ -247,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="grouped by recording (honest), random sub-clips (the paper's), or both",
     )
     train.add_argument("--val-fraction", type=float, default=0.15)
+    train.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="k-fold cross-validation (with the baseline) instead of one split",
+    )
     train.add_argument(
         "--compare",
         action="store_true",
