@@ -86,7 +86,20 @@ def test_bad_settings_give_an_error_not_a_traceback(tmp_path, two_wav_files, cap
 def test_console_script_runs_the_demo(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "musemo.cli", "demo", "--out", str(out), "--repeats", "2"],
+        [
+            sys.executable,
+            "-m",
+            "musemo.cli",
+            "demo",
+            "--out",
+            str(out),
+            "--repeats",
+            "2",
+            "--per-raga",
+            "2",
+            "--epochs",
+            "1",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -96,4 +109,25 @@ def test_console_script_runs_the_demo(tmp_path):
     result = json.loads((out / "demo.json").read_text())
     assert result["speed"][0]["method"] == "musemo (C++)"
     assert (out / "demo_melspectrogram.png").stat().st_size > 10_000
+    assert [r["split"] for r in result["training"]] == ["grouped"] * 2 + ["random"] * 2
+    assert (out / "runs" / "grouped" / "squeezenet1_0" / "curves.png").exists()
+    assert "| grouped | squeezenet1_0 |" in proc.stdout
     assert sf.info(out / "demo_recording.wav").duration == pytest.approx(30.0)
+
+
+def test_datasets_builtin_command(tmp_path, capsys):
+    root = tmp_path / "ragas"
+    assert (
+        main(["datasets", "builtin", str(root), "--per-raga", "1", "--seconds", "2", "--quiet"])
+        == 0
+    )
+    assert "built-in raga set (synthetic)" in capsys.readouterr().out
+    assert len(list(root.rglob("*.wav"))) == 6
+    assert (root / "manifest.csv").read_text().startswith("path,label,group")
+
+
+def test_render_midi_command_names_a_missing_source(tmp_path, capsys):
+    pytest.importorskip("mido")
+    code = main(["datasets", "render-midi", str(tmp_path / "nothing.zip"), str(tmp_path / "out")])
+    assert code == 2
+    assert "nothing.zip" in capsys.readouterr().err

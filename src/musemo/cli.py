@@ -195,10 +195,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_builtin(args: argparse.Namespace) -> int:
+    from .datasets import make_builtin_dataset
+
+    root = make_builtin_dataset(
+        args.root,
+        per_raga=args.per_raga,
+        seconds=args.seconds,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(f"built-in raga set (synthetic) -> {root} (manifest.csv, README.txt)")
+    return 0
+
+
+def cmd_render_midi(args: argparse.Namespace) -> int:
+    from .midi import RenderToolError, render_midi
+
+    program = None if args.program == "keep" else int(args.program)
+    try:
+        result = render_midi(
+            args.src,
+            args.out,
+            program=program,
+            soundfont=args.soundfont,
+            sr=args.sr,
+            release=args.release,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
+    except RenderToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, why in result.skipped:
+        print(f"skipped: {name}: {why}", file=sys.stderr)
+    print(
+        f"{result.written} rendered, {result.existing} already there, "
+        f"{result.unlabelled} without a label, {len(result.skipped)} skipped -> "
+        f"{result.root / 'manifest.csv'}"
+    )
+    return 1 if result.skipped else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, repeats=args.repeats)
+    run_demo(
+        args.out,
+        repeats=args.repeats,
+        per_raga=args.per_raga,
+        epochs=args.epochs,
+        train=not args.features_only,
+    )
     return 0
 
 
@@ -211,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the demo on the built-in recording")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--repeats", type=int, default=10, help="timing repeats (default: 10)")
+    demo.add_argument("--per-raga", type=int, default=4, help="recordings per raga (default: 4)")
+    demo.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
+    demo.add_argument("--features-only", action="store_true", help="skip the training part")
     demo.set_defaults(func=cmd_demo)
 
     feats = sub.add_parser("features", help="mel spectrograms of audio files to .npy (and .png)")
@@ -247,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="squeezenet1_0", choices=(*MODELS, "all"))
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument(
+        "--lr", type=float, default=None, help="AdamW learning rate (default: per model)"
+    )
     train.add_argument("--weights", default="none", help="none, imagenet or a .pth file")
     train.add_argument("--head", default="replace", choices=HEADS)
     train.add_argument(
@@ -281,6 +334,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length")
     train.add_argument("--power", action="store_true", help=argparse.SUPPRESS)
     train.set_defaults(func=cmd_train)
+
+    datasets = sub.add_parser("datasets", help="make data sets to train on")
+    dsub = datasets.add_subparsers(dest="dataset_command", required=True)
+    builtin = dsub.add_parser("builtin", help="write the synthetic sitar-like raga set")
+    builtin.add_argument("root", help="output folder")
+    builtin.add_argument("--per-raga", type=int, default=4, help="recordings per raga (6 ragas)")
+    builtin.add_argument("--seconds", type=float, default=30.0)
+    builtin.add_argument("--seed", type=int, default=0)
+    builtin.add_argument("--quiet", action="store_true")
+    builtin.set_defaults(func=cmd_builtin)
+    render = dsub.add_parser(
+        "render-midi", help="render labelled MIDI (e.g. EMOPIA Q1/Q3) to audio with FluidSynth"
+    )
+    render.add_argument("src", help="folder or .zip of .mid files (EMOPIA names: Q<k>_<song>_<n>)")
+    render.add_argument("out", help="output folder (<label>/<name>.wav and manifest.csv)")
+    render.add_argument(
+        "--program",
+        default="104",
+        help="General MIDI program for every channel, from 0 (104 = sitar), or keep",
+    )
+    render.add_argument("--soundfont", help="a General MIDI .sf2 (default: fluid-soundfont-gm)")
+    render.add_argument("--sr", type=int, default=44100)
+    render.add_argument(
+        "--release",
+        type=float,
+        default=0.5,
+        help="seconds kept after the MIDI ends (sitar rings for ~6 s)",
+    )
+    render.add_argument("--workers", type=int, default=2)
+    render.add_argument("--quiet", action="store_true")
+    render.set_defaults(func=cmd_render_midi)
 
     ev = sub.add_parser("evaluate", help="score a checkpoint on a data set")
     ev.add_argument("checkpoint")

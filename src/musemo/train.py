@@ -35,7 +35,7 @@ class TrainConfig:
     model: str = "squeezenet1_0"
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float | None = None
     weight_decay: float = 1e-4
     weights: str = "none"
     head: str = "replace"
@@ -49,10 +49,19 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name}={value!r}: must be a positive integer")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ParameterError(f"lr={self.lr!r}: must be positive")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ParameterError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+
+
+# AdamW learning rates that train each model from scratch here: the networks
+# without batch normalisation (SqueezeNet, VGG) diverge or stall at 1e-3.
+DEFAULT_LR = {"squeezenet1_0": 1e-4, "vgg16": 1e-4, "mobilenet_v2": 1e-3, "resnet18": 1e-3}
+
+
+def learning_rate(config: TrainConfig) -> float:
+    return config.lr if config.lr is not None else DEFAULT_LR.get(config.model, 1e-3)
 
 
 def resolve_device(name: str):
@@ -106,9 +115,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def model_from_checkpoint(state: dict):
     """The trained network of a loaded checkpoint, in eval mode on the CPU."""
+    import torch
+
     model = build_model(state["model"], n_classes=len(state["labels"]), head=state["head"])
     model.load_state_dict(state["model_state"])
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 # ----------------------------------------------------------------------------- batches
@@ -156,9 +167,7 @@ def predict(
     probs, loss_sum = [], 0.0
     with torch.inference_mode():
         for x, y in batches(data, rows, batch_size, spec):
-            xt = torch.from_numpy(x).to(device)
-            if device.type == "cuda":
-                xt = xt.contiguous(memory_format=torch.channels_last)
+            xt = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(xt).float()
             loss_sum += torch.nn.functional.cross_entropy(
@@ -222,10 +231,10 @@ def fit(
     model = build_model(
         config.model, n_classes=len(data.label_names), weights=config.weights, head=config.head
     ).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    # channels_last: faster on CUDA and, through oneDNN, 1.2-1.6x on the CPU too.
+    model = model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        model.parameters(), lr=learning_rate(config), weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -289,9 +298,7 @@ def fit(
             xt = torch.from_numpy(x)
             if config.augment:
                 spec_augment(xt, generator)
-            xt = xt.to(device, non_blocking=True)
-            if device.type == "cuda":
-                xt = xt.contiguous(memory_format=torch.channels_last)
+            xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             yt = torch.from_numpy(y).to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(xt)
