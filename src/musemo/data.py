@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import save_npy
+from .atomic import save_npy, write_text
 from .audio import load_audio
 from .errors import AudioError, ParameterError
 from .extractor import MelExtractor
@@ -134,8 +134,9 @@ def subclip_starts(n_samples: int, spec: FeatureSpec) -> list[int]:
 def subclips(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """``(n_subclips, clip_samples)`` float32; a padded tail is filled with silence."""
     size = spec.clip_samples
-    out = np.zeros((len(subclip_starts(len(y), spec)), size), np.float32)
-    for i, start in enumerate(subclip_starts(len(y), spec)):
+    starts = subclip_starts(len(y), spec)
+    out = np.zeros((len(starts), size), np.float32)
+    for i, start in enumerate(starts):
         piece = y[start : start + size]
         out[i, : len(piece)] = piece
     return out
@@ -169,11 +170,13 @@ def _compute_entry(path: str, target: str, spec_json: str) -> tuple[str, int]:
 
 @dataclasses.dataclass
 class CacheReport:
-    """What ``FeatureCache.build`` did: files computed, reused, and (file, reason) failures."""
+    """What ``FeatureCache.build`` did: files computed, reused, (file, reason) failures,
+    and the cache entry of every readable file."""
 
     computed: int
     reused: int
     failed: list[tuple[Path, str]]
+    entries: dict[Path, Path]
 
 
 class FeatureCache:
@@ -206,11 +209,11 @@ class FeatureCache:
         from tqdm import tqdm
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "feature_spec.json").write_text(self.spec.to_json() + "\n", encoding="utf-8")
-        todo, reused, failed = [], 0, []
+        write_text(self.folder / "feature_spec.json", self.spec.to_json() + "\n")
+        todo, reused, failed, entries = [], 0, [], {}
         for rec in recordings:
             try:
-                target = self.entry(rec.path)
+                target = entries[rec.path] = self.entry(rec.path)
             except OSError as exc:
                 failed.append((rec.path, str(exc)))
                 continue
@@ -249,11 +252,9 @@ class FeatureCache:
                     exc = fut.exception()
                     done(futures[fut], exc if isinstance(exc, Exception) else None)
         bar.close()
-        return CacheReport(computed, reused, failed)
-
-    def load(self, path: Path) -> np.ndarray:
-        """The features of one file, memory-mapped: ``(n_subclips, n_mels, frames)``."""
-        return np.load(self.entry(path), mmap_mode="r")
+        for path, _ in failed:
+            entries.pop(path, None)
+        return CacheReport(computed, reused, failed, entries)
 
 
 # ----------------------------------------------------------------------------- data set
@@ -318,13 +319,11 @@ def load_dataset(
         )
     store = FeatureCache(cache, spec)
     report = store.build(recordings, workers=workers, progress=progress, strict=strict)
-    bad = {path for path, _ in report.failed}
     kept, features = [], []
     for rec in recordings:
-        if rec.path in bad:
-            continue
-        kept.append(rec)
-        features.append(store.load(rec.path))
+        if rec.path in report.entries:
+            kept.append(rec)
+            features.append(np.load(report.entries[rec.path], mmap_mode="r"))
     if not kept:
         reasons = "; ".join(f"{p}: {why}" for p, why in report.failed[:3])
         raise ParameterError(f"no readable recordings in {source}: {reasons}")
