@@ -300,11 +300,17 @@ def fit(
                 spec_augment(xt, generator)
             xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             yt = torch.from_numpy(y).to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(xt)
-                loss = torch.nn.functional.cross_entropy(logits.float(), yt)
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            try:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = model(xt)
+                    loss = torch.nn.functional.cross_entropy(logits.float(), yt)
+                optimiser.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+            except torch.OutOfMemoryError as exc:
+                raise ParameterError(
+                    f"{device} ran out of memory training {config.model} with batch size "
+                    f"{config.batch_size}: try --batch-size {max(1, config.batch_size // 2)}"
+                ) from exc
             scaler.step(optimiser)
             scaler.update()
             loss_sum += loss.item() * len(y)
