@@ -167,3 +167,20 @@ def test_too_few_groups_for_the_folds(chord_data):
         kfold_splits(chord_data, k=7)
     with pytest.raises(ParameterError, match="split mode 'leaky'"):
         kfold_splits(chord_data, mode="leaky")
+
+
+def test_loudness_normalisation_removes_level_differences(tmp_path, chord_folder):
+    quiet = sorted(chord_folder.rglob("*.wav"))[0]
+    y, sr = sf.read(quiet)
+    sf.write(quiet, 0.01 * y, sr)  # 40 dB quieter
+    spec = tiny_spec(loudness_dbfs=-20.0)
+    data, _ = load_dataset(chord_folder, spec, cache=tmp_path / "c", progress=False)
+    levels = [float(np.median(f)) for f in data.features]
+    assert max(levels) - min(levels) < 10  # dB: the 40 dB step is gone
+    loud, _ = musemo.load_audio(quiet, sr=TINY_SR)
+    clip = subclips(loud, spec)[0]
+    assert 20 * np.log10(np.sqrt(np.mean(clip.astype(np.float64) ** 2))) == pytest.approx(
+        -20, abs=1
+    )
+    with pytest.raises(ParameterError, match="loudness_dbfs=5"):
+        tiny_spec(loudness_dbfs=5)

@@ -22,6 +22,7 @@ def _feature_spec(args: argparse.Namespace):
         n_mels=args.n_mels,
         db=not args.power,
         clip_seconds=getattr(args, "clip_seconds", 5.0),
+        loudness_dbfs=getattr(args, "loudness", None),
     )
 
 
@@ -332,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hop-length", type=int, default=512)
     train.add_argument("--n-mels", type=int, default=128)
     train.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length")
+    train.add_argument(
+        "--loudness",
+        type=float,
+        default=None,
+        metavar="DBFS",
+        help="scale each recording to this RMS level (e.g. -20) before training",
+    )
     train.add_argument("--power", action="store_true", help=argparse.SUPPRESS)
     train.set_defaults(func=cmd_train)
 

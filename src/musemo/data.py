@@ -131,8 +131,21 @@ def subclip_starts(n_samples: int, spec: FeatureSpec) -> list[int]:
     return starts
 
 
+def normalise_loudness(y: np.ndarray, dbfs: float) -> np.ndarray:
+    """``y`` scaled to an RMS level of ``dbfs`` (silence is left alone)."""
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+    if rms == 0.0:
+        return y
+    return (y * (10 ** (dbfs / 20) / rms)).astype(np.float32)
+
+
 def subclips(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """``(n_subclips, clip_samples)`` float32; a padded tail is filled with silence."""
+    """``(n_subclips, clip_samples)`` float32; a padded tail is filled with silence.
+
+    With ``spec.loudness_dbfs`` the whole recording is first brought to that level.
+    """
+    if spec.loudness_dbfs is not None:
+        y = normalise_loudness(y, spec.loudness_dbfs)
     size = spec.clip_samples
     starts = subclip_starts(len(y), spec)
     out = np.zeros((len(starts), size), np.float32)

@@ -31,6 +31,8 @@ class FeatureSpec:
     ``clip_hop_seconds`` (default: ``clip_seconds``) spaces the sub-clips;
     ``clip_tail`` says what happens to a last piece shorter than a sub-clip:
     ``"drop"`` it, or ``"pad"`` it with silence when it is at least half a sub-clip.
+    ``loudness_dbfs`` (None: off) scales each recording to that RMS level before
+    it is cut, so a model cannot lean on how loud a recording is.
     ``input_mean`` / ``input_std`` normalise a model's input; training sets them
     from its training split.
     """
@@ -55,6 +57,7 @@ class FeatureSpec:
     clip_seconds: float = 5.0
     clip_hop_seconds: float | None = None
     clip_tail: str = "drop"
+    loudness_dbfs: float | None = None
     input_mean: float | None = None
     input_std: float | None = None
 
@@ -98,6 +101,12 @@ class FeatureSpec:
             raise ParameterError(f"clip_hop_seconds={self.clip_hop_seconds!r}: must be > 0 or None")
         if self.clip_tail not in ("drop", "pad"):
             raise ParameterError(f"clip_tail={self.clip_tail!r}: use 'drop' or 'pad'")
+        if self.loudness_dbfs is not None and not (
+            is_number(self.loudness_dbfs) and -80 <= self.loudness_dbfs <= 0
+        ):
+            raise ParameterError(
+                f"loudness_dbfs={self.loudness_dbfs!r}: an RMS level in dBFS from -80 to 0, or None"
+            )
         if (self.input_mean is None) != (self.input_std is None):
             raise ParameterError("input_mean and input_std are set together")
         if self.input_mean is not None and not (
