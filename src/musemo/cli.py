@@ -76,16 +76,24 @@ def default_cache() -> Path:
 
 def _load_data(args: argparse.Namespace, spec, label_names=None):
     from .data import load_dataset
+    from .distributed import barrier, world
 
+    w = world()
+    if not w.main:
+        barrier(w)  # under torchrun, rank 0 fills the feature cache first
     data, report = load_dataset(
         args.data,
         spec,
         cache=args.cache,
         workers=args.workers,
-        progress=not args.quiet,
+        progress=not args.quiet and w.main,
         strict=args.strict,
         label_names=label_names,
     )
+    if w.main:
+        barrier(w)
+    else:
+        return data
     for path, why in report.failed:
         print(f"skipped: {path}: {why}", file=sys.stderr)
     if not args.quiet:
@@ -119,6 +127,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         augment=not args.no_augment,
     )
+    from .distributed import world
+
+    if world().size > 1 and (args.folds or args.compare or args.model == "all"):
+        raise ParameterError(
+            "under torchrun, train one model on one split (no --folds, --compare, all)"
+        )
     data = _load_data(args, spec)
     if args.folds:
         from .experiments import cross_validate, crossval_table
@@ -158,6 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
     )
+    if not metrics:  # a torchrun process other than rank 0
+        return 0
     final = metrics["final"]
     print(
         f"{config.model} ({mode} split, best epoch {final['best_epoch']}): "

@@ -1,0 +1,58 @@
+"""Data-parallel training under ``torchrun`` (DistributedDataParallel), CPU or CUDA.
+
+``torchrun --nproc_per_node=N -m musemo.cli train ...`` starts N processes; each
+trains on its share of every epoch's batches and rank 0 alone validates and
+writes files. Without torchrun this is a single process and nothing changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """True in the process that validates and writes (rank 0)."""
+        return self.rank == 0
+
+
+def world() -> World:
+    """This process's place, from torchrun's environment; starts the process group once."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def barrier(w: World) -> None:
+    if w.size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def sum_over_processes(w: World, values: list[float], device) -> list[float]:
+    """Element-wise sum of ``values`` over all processes."""
+    if w.size == 1:
+        return values
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()

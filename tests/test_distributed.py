@@ -1,0 +1,73 @@
+"""Data-parallel training under torchrun, on the CPU (gloo): two processes, one run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fixtures_audio import write_chord_dataset  # noqa: E402
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path):
+    folder = write_chord_dataset(tmp_path / "chords", per_label=8)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "musemo.cli",
+        "train",
+        "--data",
+        str(folder),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--val-fraction",
+        "0.25",
+        "--sr",
+        "16000",
+        "--n-fft",
+        "1024",
+        "--hop-length",
+        "256",
+        "--n-mels",
+        "64",
+        "--clip-seconds",
+        "1",
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("squeezenet1_0 (grouped split, best epoch") == 1  # rank 0 reports
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["processes"] for h in metrics["history"]] == [2, 2]
+    # each epoch covers the training split once, shared by the two processes
+    split = json.loads((out / "split.json").read_text())
+    for h in metrics["history"]:
+        seen = round(h["train_subclips_per_s"] * h["train_seconds"])
+        assert seen == split["train_subclips"] // 2 * 2
+    assert (out / "best.pt").exists() and (out / "curves.png").exists()
