@@ -215,3 +215,25 @@ def test_cross_validation_reports_mean_and_spread(tmp_path, chord_dataset):
     assert base["recording_accuracy"]["mean"] == pytest.approx(np.mean(values))
     assert "| baseline |" in (tmp_path / "cv" / "crossval.md").read_text()
     assert (tmp_path / "cv" / "squeezenet1_0" / "fold1" / "best.pt").exists()
+
+
+def test_mixup_trains_and_is_repeatable(tmp_path, chord_dataset):
+    _, _, data, train, val = chord_dataset
+    cfg = dataclasses.replace(CONFIG, epochs=1, mixup=0.4)
+    a = fit(data, train, val, tiny_spec(), cfg, tmp_path / "a", progress=False)
+    b = fit(data, train, val, tiny_spec(), cfg, tmp_path / "b", progress=False)
+    plain = fit(
+        data,
+        train,
+        val,
+        tiny_spec(),
+        dataclasses.replace(cfg, mixup=0.0),
+        tmp_path / "c",
+        progress=False,
+    )
+    assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-6)
+    assert a["history"][0]["train_loss"] != pytest.approx(
+        plain["history"][0]["train_loss"], rel=1e-6
+    )
+    with pytest.raises(ParameterError, match="mixup=-1"):
+        TrainConfig(mixup=-1)

@@ -126,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         amp=not args.no_amp,
         augment=not args.no_augment,
+        mixup=args.mixup,
     )
     from .distributed import world
 
@@ -343,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--no-augment", action="store_true", help="no SpecAugment masking")
+    train.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="mixup with Beta(ALPHA, ALPHA) weights (e.g. 0.2; default off)",
+    )
     train.add_argument("--spec", help="feature spec JSON (default: the paper's settings)")
     train.add_argument("--sr", type=int, default=44100)
     train.add_argument("--n-fft", type=int, default=2048)

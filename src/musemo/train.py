@@ -44,12 +44,15 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     augment: bool = True
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name}={value!r}: must be a positive integer")
+        if not self.mixup >= 0:
+            raise ParameterError(f"mixup={self.mixup!r}: a Beta(a, a) parameter >= 0 (0: off)")
         if self.lr is not None and not self.lr > 0:
             raise ParameterError(f"lr={self.lr!r}: must be positive")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -316,10 +319,23 @@ def fit(
                 spec_augment(xt, generator)
             xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             yt = torch.from_numpy(y).to(device, non_blocking=True)
+            lam, partner = 1.0, None
+            if config.mixup > 0:  # blend each sub-clip with another, and their labels alike
+                lam = float(
+                    np.random.default_rng(
+                        int(torch.randint(2**31, (1,), generator=generator))
+                    ).beta(config.mixup, config.mixup)
+                )
+                partner = torch.randperm(len(y), generator=generator).to(device)
+                xt = lam * xt + (1 - lam) * xt[partner]
             try:
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     logits = net(xt)
                     loss = torch.nn.functional.cross_entropy(logits.float(), yt)
+                    if partner is not None:
+                        loss = lam * loss + (1 - lam) * torch.nn.functional.cross_entropy(
+                            logits.float(), yt[partner]
+                        )
                 optimiser.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
             except torch.OutOfMemoryError as exc:
