@@ -321,11 +321,7 @@ def fit(
             yt = torch.from_numpy(y).to(device, non_blocking=True)
             lam, partner = 1.0, None
             if config.mixup > 0:  # blend each sub-clip with another, and their labels alike
-                lam = float(
-                    np.random.default_rng(
-                        int(torch.randint(2**31, (1,), generator=generator))
-                    ).beta(config.mixup, config.mixup)
-                )
+                lam = float(torch.distributions.Beta(config.mixup, config.mixup).sample())
                 partner = torch.randperm(len(y), generator=generator).to(device)
                 xt = lam * xt + (1 - lam) * xt[partner]
             try:
