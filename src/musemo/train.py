@@ -317,6 +317,8 @@ def fit(
             xt = torch.from_numpy(x)
             if config.augment:
                 spec_augment(xt, generator)
+            if device.type == "cuda":  # page-locked, so the copy overlaps the GPU's work
+                xt = xt.pin_memory()
             xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             yt = torch.from_numpy(y).to(device, non_blocking=True)
             lam, partner = 1.0, None
