@@ -76,4 +76,5 @@ def test_batch_call_releases_the_gil():
     t.join()
     during = [x for x in ticks if start <= x <= start + elapsed]
     # With the GIL held the ticker could not run at all during the batch.
-    assert len(during) >= max(3, int(elapsed / 0.01))
+    # (one tick per 50 ms leaves room for a busy machine)
+    assert len(during) >= max(3, int(elapsed / 0.05))

@@ -45,6 +45,9 @@ def test_a_run_writes_everything(tmp_path, chord_dataset):
     final = metrics["final"]
     assert final["labels"] == ["happy", "sad"]
     assert final["subclip"]["n"] == len(val) and final["recording"]["n"] == 4
+    # scores are the last epoch's, not the best epoch picked on this very split
+    assert final["epoch"] == 2
+    assert final["subclip"]["accuracy"] == on_disk["history"][-1]["val_accuracy"]
     assert 0 <= final["recording"]["accuracy"] <= 1
     split = json.loads((run / "split.json").read_text())
     assert split["groups_on_both_sides"] == 0
@@ -190,7 +193,7 @@ def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
         )
         == 0
     )
-    assert "squeezenet1_0 (grouped split, best epoch 1)" in capsys.readouterr().out
+    assert "squeezenet1_0 (grouped split, epoch 1)" in capsys.readouterr().out
     scores = tmp_path / "scores.json"
     assert main(["evaluate", str(out / "best.pt"), *common, "--json", str(scores)]) == 0
     assert "recording accuracy" in capsys.readouterr().out

@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     final = metrics["final"]
     print(
-        f"{config.model} ({mode} split, best epoch {final['best_epoch']}): "
+        f"{config.model} ({mode} split, epoch {final['epoch']}): "
         f"sub-clip accuracy {final['subclip']['accuracy']:.3f}, "
         f"recording accuracy {final['recording']['accuracy']:.3f} -> {args.out}"
     )

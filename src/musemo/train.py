@@ -2,6 +2,9 @@
 
 A run directory holds ``last.pt`` and ``best.pt`` (written atomically every
 epoch), ``metrics.json``, ``split.json``, ``curves.png`` and ``confusion.png``.
+The final scores are the last epoch's (not the best epoch picked on the very
+split being scored); ``best.pt`` is the checkpoint with the best validation
+recording accuracy, for use.
 A run is repeatable: shuffling, augmentation and dropout are seeded per epoch,
 so ``resume=True`` continues an interrupted run exactly.
 """
@@ -387,11 +390,13 @@ def fit(
 
     if not w.main:
         return {}
-    final_state = load_checkpoint(best_path)
-    model.load_state_dict(final_state["model_state"])
+    # The reported scores are the last epoch's: picking the best epoch on the
+    # validation split and reporting that split would flatter the model.
+    # best.pt (chosen on validation) is kept for use, its epoch noted.
     probs, val_loss = predict(model, data, val_rows, spec, device, amp_dtype=amp_dtype)
     final = evaluation(probs, data.labels[val_rows], recording[val_rows], data.label_names)
     final.update(
+        epoch=history[-1]["epoch"],
         best_epoch=best["epoch"],
         val_loss=val_loss,
         device=str(device),
@@ -421,5 +426,5 @@ def _plots(metrics: dict, out: Path) -> None:
         {"sub-clips": final["subclip"]["confusion"], "recordings": final["recording"]["confusion"]},
         final["labels"],
         out / "confusion.png",
-        title=f"{name}: validation (best epoch {final['best_epoch']})",
+        title=f"{name}: validation, epoch {final['epoch']}",
     )
