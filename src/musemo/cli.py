@@ -277,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the demo on the built-in recording")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--repeats", type=int, default=10, help="timing repeats (default: 10)")
-    demo.add_argument("--per-raga", type=int, default=4, help="recordings per raga (default: 4)")
-    demo.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
+    demo.add_argument("--per-raga", type=int, default=8, help="recordings per raga (default: 8)")
+    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     demo.add_argument("--features-only", action="store_true", help="skip the training part")
     demo.set_defaults(func=cmd_demo)
 
