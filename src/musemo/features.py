@@ -198,15 +198,8 @@ def stft_power(
     ``hop_length`` defaults to ``win_length // 4`` as in librosa; ``threads``
     spreads the channels of a multi-channel ``y`` over threads.
     """
-    n_fft, hop_length, win_length = check_stft_params(
-        n_fft=n_fft,
-        hop_length=hop_length,
-        win_length=win_length,
-        center=center,
-        pad_mode=pad_mode,
-        power=power,
-    )
-    plan = make_plan(
+    return _transform(
+        y,
         n_fft=n_fft,
         hop_length=hop_length,
         win_length=win_length,
@@ -214,8 +207,8 @@ def stft_power(
         center=center,
         pad_mode=pad_mode,
         power=power,
+        threads=threads,
     )
-    return run_plan(plan, y, center=center, n_fft=n_fft, threads=check_threads(threads))
 
 
 def melspectrogram(
@@ -256,6 +249,24 @@ def melspectrogram(
         return np.matmul(mel, S.astype(np.float32, copy=False))
     if y is None:
         raise ParameterError("melspectrogram needs y (audio) or S (a power spectrogram)")
+    return _transform(
+        y,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        center=center,
+        pad_mode=pad_mode,
+        power=power,
+        threads=threads,
+        mel_key=(sr, n_fft, n_mels, fmin, fmax, htk, norm),
+    )
+
+
+def _transform(
+    y, *, n_fft, hop_length, win_length, window, center, pad_mode, power, threads, mel_key=None
+) -> np.ndarray:
+    """Validate the settings, fetch (or build) their plan and run it on ``y``."""
     n_fft, hop_length, win_length = check_stft_params(
         n_fft=n_fft,
         hop_length=hop_length,
@@ -264,11 +275,11 @@ def melspectrogram(
         pad_mode=pad_mode,
         power=power,
     )
-    mel_key = (sr, n_fft, n_mels, fmin, fmax, htk, norm)
-    try:
-        hash(mel_key)
-    except TypeError as exc:
-        raise ParameterError(f"mel settings must be scalars: {mel_key}") from exc
+    if mel_key is not None:
+        try:
+            hash(mel_key)
+        except TypeError as exc:
+            raise ParameterError(f"mel settings must be scalars: {mel_key}") from exc
     plan = make_plan(
         n_fft=n_fft,
         hop_length=hop_length,
