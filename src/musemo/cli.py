@@ -126,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         amp=not args.no_amp,
         augment=not args.no_augment,
+        shift=not args.no_shift,
         mixup=args.mixup,
     )
     from .distributed import world
@@ -344,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--no-augment", action="store_true", help="no SpecAugment masking")
+    train.add_argument(
+        "--no-shift",
+        action="store_true",
+        help="read training sub-clips where they were cut (no random offsets along the recording)",
+    )
     train.add_argument(
         "--mixup",
         type=float,

@@ -47,6 +47,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     augment: bool = True
+    shift: bool = True
     mixup: float = 0.0
 
     def __post_init__(self) -> None:
@@ -132,11 +133,41 @@ def model_from_checkpoint(state: dict):
 # ----------------------------------------------------------------------------- batches
 
 
-def batches(data: SubclipData, rows: np.ndarray, batch_size: int, spec: FeatureSpec):
-    """Normalised ``(batch, 1, n_mels, frames)`` float32 arrays with their labels."""
+def shifted(data: SubclipData, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The given sub-clips, each read from a random offset of up to half a sub-clip
+    either way along its recording (joining it to its neighbour), ``(n, n_mels, frames)``.
+
+    Needs contiguous sub-clips (``clip_hop_seconds == clip_seconds``): the windows
+    then cut the recording at other places every epoch, which small data sets need.
+    """
+    frames = data.features[0].shape[-1]
+    out = np.empty((len(rows),) + data.features[0].shape[1:], np.float32)
+    for k, i in enumerate(rows):
+        rec, sub = data.index[int(i)]
+        clips = data.features[rec]
+        last = (len(clips) - 1) * frames  # latest start on the recording's frame line
+        start = int(np.clip(sub * frames + rng.integers(-frames // 2, frames // 2 + 1), 0, last))
+        a, offset = divmod(start, frames)
+        out[k, :, : frames - offset] = clips[a][:, offset:]
+        if offset:
+            out[k, :, frames - offset :] = clips[a + 1][:, :offset]
+    return out
+
+
+def batches(
+    data: SubclipData,
+    rows: np.ndarray,
+    batch_size: int,
+    spec: FeatureSpec,
+    *,
+    shift_rng: np.random.Generator | None = None,
+):
+    """Normalised ``(batch, 1, n_mels, frames)`` float32 arrays with their labels;
+    with ``shift_rng``, each sub-clip is read from a random offset (see ``shifted``)."""
     for start in range(0, len(rows), batch_size):
         part = rows[start : start + batch_size]
-        x = (data.stack(part) - spec.input_mean) / spec.input_std
+        x = shifted(data, part, shift_rng) if shift_rng is not None else data.stack(part)
+        x = (x - spec.input_mean) / spec.input_std
         yield x[:, None].astype(np.float32), data.labels[part]
 
 
@@ -233,6 +264,12 @@ def fit(
     val_rows = np.asarray(val_rows)
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ParameterError("training needs sub-clips on both sides of the split")
+    if config.shift and spec.clip_hop_samples != spec.clip_samples:
+        raise ParameterError(
+            "shift (random offsets along the recording) needs sub-clips that neither overlap "
+            f"nor leave gaps, but clip_hop_seconds={spec.clip_hop_seconds} and "
+            f"clip_seconds={spec.clip_seconds}; turn shift off (--no-shift)"
+        )
 
     mean, std = input_stats(data, train_rows)
     spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
@@ -308,8 +345,9 @@ def fit(
         t0 = time.perf_counter()
         loss_sum = correct = 0.0
         n_batches = math.ceil(len(order) / config.batch_size)
+        shift_rng = np.random.default_rng([config.seed, epoch]) if config.shift else None
         bar = tqdm(
-            batches(data, order, config.batch_size, spec),
+            batches(data, order, config.batch_size, spec, shift_rng=shift_rng),
             total=n_batches,
             desc=f"{config.model} epoch {epoch}/{config.epochs}",
             unit="batch",
@@ -339,12 +377,12 @@ def fit(
                         )
                 optimiser.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                scaler.step(optimiser)
             except torch.OutOfMemoryError as exc:
                 raise ParameterError(
                     f"{device} ran out of memory training {config.model} with batch size "
                     f"{config.batch_size}: try --batch-size {max(1, config.batch_size // 2)}"
                 ) from exc
-            scaler.step(optimiser)
             scaler.update()
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(dim=1) == yt).sum().item()

@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Training and inference throughput of the four CNNs, in sub-clips per second.
+
+Each model trains (forward, cross-entropy, backward, AdamW step) on batches of
+random log-mel-shaped input, exactly as ``musemo.train.fit`` runs it: channels_last,
+and on CUDA the mixed precision of ``--amp`` (bf16, or fp16 with a GradScaler).
+Warm-up steps (cudnn autotuning, allocator) are not timed; the throughput is the
+median over timed windows of several steps, synchronised with the GPU.
+
+    python benchmarks/train_speed.py --device cuda                 # 4 models x fp32/bf16/fp16
+    python benchmarks/train_speed.py --device cpu --models squeezenet1_0 --steps 5
+    python benchmarks/train_speed.py --shape 64 216 --batch-size 64
+
+Writes ``benchmarks/results/train_speed.json`` (or ``--json``) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from musemo.atomic import write_text
+from musemo.models import MODELS, build_model
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    name: str,
+    precision: str,
+    *,
+    device: torch.device,
+    shape: tuple[int, int],
+    batch_size: int,
+    warmup: int,
+    steps: int,
+    windows: int,
+) -> dict:
+    """Train and inference sub-clips/s of one model at one precision."""
+    torch.manual_seed(0)
+    model = build_model(name, n_classes=2).to(device).to(memory_format=torch.channels_last)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    dtype = PRECISIONS[precision]
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    x = torch.randn(batch_size, 1, *shape, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    y = torch.randint(0, 2, (batch_size,), device=device)
+
+    def train_step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+
+    def infer_step() -> None:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
+        ):
+            model(x)
+
+    out = {"model": name, "precision": precision, "batch_size": batch_size}
+    for label, step in (("train", train_step), ("infer", infer_step)):
+        model.train(label == "train")
+        for _ in range(warmup):
+            step()
+        _sync(device)
+        rates = []
+        for _ in range(windows):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            rates.append(steps * batch_size / (time.perf_counter() - t0))
+        out[f"{label}_subclips_per_s"] = statistics.median(rates)
+    if device.type == "cuda":
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS))
+    parser.add_argument("--shape", nargs=2, type=int, default=(128, 431), metavar=("MELS", "T"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows (median)")
+    parser.add_argument("--json", default="benchmarks/results/train_speed.json")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    precisions = args.precisions or (list(PRECISIONS) if device.type == "cuda" else ["fp32"])
+    if device.type != "cuda" and precisions != ["fp32"]:
+        parser.error("mixed precision is measured on CUDA only")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        cpu = platform.processor() or platform.machine()
+        hardware = f"{cpu}, {torch.get_num_threads()} threads"
+    print(f"# {hardware} | torch {torch.__version__} | input {args.shape[0]}x{args.shape[1]}")
+    print("| model | precision | batch | train sub-clips/s | inference sub-clips/s | peak GiB |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for name in args.models:
+        for precision in precisions:
+            row = measure(
+                name,
+                precision,
+                device=device,
+                shape=tuple(args.shape),
+                batch_size=args.batch_size,
+                warmup=args.warmup,
+                steps=args.steps,
+                windows=args.windows,
+            )
+            rows.append(row)
+            peak = row.get("peak_memory_gib")
+            print(
+                f"| {name} | {precision} | {args.batch_size} | {row['train_subclips_per_s']:.0f} "
+                f"| {row['infer_subclips_per_s']:.0f} | {'—' if peak is None else f'{peak:.1f}'} |",
+                flush=True,
+            )
+    result = {
+        "hardware": hardware,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "shape": list(args.shape),
+        "rows": rows,
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
