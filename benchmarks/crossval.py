@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         (variant, model, fold)
         for variant in args.variants
         for model in ["baseline", *args.models]
-        for fold in range(args.folds)
+        for fold in (args.only_folds if args.only_folds is not None else range(args.folds))
     ]
     print(f"{len(jobs)} runs in {args.jobs} processes; settings {json.dumps(config)}", flush=True)
     results = []
@@ -247,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     r = sub.add_parser("run", help="cross-validate models on a pack")
     r.add_argument("pack")
-    r.add_argument("--models", nargs="+", default=["squeezenet1_0"])
+    r.add_argument("--models", nargs="*", default=["squeezenet1_0"], help="none: baseline only")
     r.add_argument("--variants", nargs="+", default=["grouped"], choices=list(VARIANTS))
     r.add_argument("--folds", type=int, default=5)
+    r.add_argument("--only-folds", type=int, nargs="+", metavar="I", help="run these folds only")
     r.add_argument("--epochs", type=int, default=30)
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--lr", type=float)
