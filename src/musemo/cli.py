@@ -256,6 +256,58 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
     return 1 if result.skipped else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import logging
+
+    from .exporter import export_checkpoint
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    report = export_checkpoint(
+        args.checkpoint,
+        formats=[f.strip() for f in args.format.split(",") if f.strip()],
+        int8=args.int8,
+        calib=args.calib,
+        calib_method=args.calib_method,
+        calib_size=args.calib_size,
+        keep_float=args.keep_float,
+        out=args.out,
+        name=args.name,
+        force=args.force,
+        cache=args.cache,
+        workers=args.workers,
+    )
+    from .exporter import report_markdown
+
+    print(report_markdown(report))
+    return 0
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    from .exporter import FORMATS
+    from .onnx_export import CALIBRATION_METHODS
+
+    p.add_argument("checkpoint", help="a musemo checkpoint (best.pt or last.pt of a run)")
+    p.add_argument(
+        "--format",
+        default=",".join(FORMATS),
+        help=f"comma-separated formats: {', '.join(FORMATS)} (default: all)",
+    )
+    p.add_argument("--int8", action="store_true", help="also write calibrated int8 models")
+    p.add_argument("--calib", help="recordings (folder or manifest) to calibrate and score on")
+    p.add_argument("--calib-method", default="minmax", choices=CALIBRATION_METHODS)
+    p.add_argument("--calib-size", type=int, default=256, help="calibration sub-clips")
+    p.add_argument(
+        "--keep-float", nargs="*", default=[], metavar="NODE", help="ONNX nodes left in float"
+    )
+    p.add_argument("--out", help="output folder (default: the checkpoint's)")
+    p.add_argument("--name", help="file name stem (default: the architecture)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
+    p.add_argument("--workers", type=int, default=1, help="processes computing features")
+    p.set_defaults(func=cmd_export)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -409,11 +461,27 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(ev)
     ev.add_argument("--json", help="write the scores to this file")
     ev.set_defaults(func=cmd_evaluate)
+
+    add_export_arguments(
+        sub.add_parser("export", help="export a checkpoint to ONNX (fp32 and int8) with a report")
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """The ``musemo-export`` command: ``musemo export`` on its own."""
+    parser = argparse.ArgumentParser(
+        prog="musemo-export", description="export a musemo checkpoint to deployable model files"
+    )
+    add_export_arguments(parser)
+    return _run(parser.parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (ParameterError, AudioError, OSError) as exc:

@@ -1,0 +1,442 @@
+"""``musemo-export``: a trained checkpoint to deployable model files, with a report.
+
+One table (``FORMATS``) says which formats exist, which architectures each takes
+and whether it has an int8 variant. Every step is timed and logged; all files of
+one export are written to a staging folder and moved into place only when every
+step succeeded, so a failed export leaves nothing behind and an existing file is
+replaced only with ``force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_text
+from .errors import ParameterError
+from .metrics import evaluation
+from .model_metadata import ModelInfo
+from .models import MODELS
+from .onnx_export import CALIBRATION_METHODS
+from .spec import FeatureSpec
+
+log = logging.getLogger("musemo.export")
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One export format: file suffix, architectures, int8, and what it needs installed."""
+
+    name: str
+    suffix: str
+    architectures: tuple[str, ...]
+    int8: bool
+    requires: tuple[str, ...]
+    extra: str
+
+
+FORMATS = {
+    "onnx": Format("onnx", ".onnx", MODELS, True, ("onnx", "onnxruntime", "onnxscript"), "export"),
+}
+
+# What int8 must keep, from the export issue; the report shows each beside its measurement.
+GOALS = {
+    "accuracy_drop_pp": 0.5,
+    "agreement": 0.99,
+    "speedup": 2.0,
+    "int8_size_mb": {"squeezenet1_0": 0.9, "mobilenet_v2": 2.7},
+}
+MIN_CALIBRATION = 32
+
+
+def _nearest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_request(
+    formats: Sequence[str], architecture: str, *, int8: bool, calib, calib_method: str
+) -> list[Format]:
+    """The requested formats, or a ParameterError saying what is wrong and what is valid."""
+    chosen = []
+    for name in formats:
+        if name not in FORMATS:
+            raise ParameterError(
+                f"unknown format {name!r}{_nearest(name, list(FORMATS))}: "
+                f"use one or more of {', '.join(FORMATS)}"
+            )
+        fmt = FORMATS[name]
+        if architecture not in fmt.architectures:
+            raise ParameterError(
+                f"{name} export takes {', '.join(fmt.architectures)}, not {architecture}"
+            )
+        if int8 and not fmt.int8:
+            raise ParameterError(f"{name} has no int8 variant; drop --int8 or the format")
+        missing = [m for m in fmt.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ParameterError(
+                f"{name} export needs {', '.join(missing)}: pip install 'musemo[{fmt.extra}]'"
+            )
+        chosen.append(fmt)
+    if not chosen:
+        raise ParameterError(f"no format given: use one or more of {', '.join(FORMATS)}")
+    if calib_method not in CALIBRATION_METHODS:
+        raise ParameterError(
+            f"calibration method {calib_method!r}{_nearest(calib_method, CALIBRATION_METHODS)}: "
+            f"use one of {', '.join(CALIBRATION_METHODS)}"
+        )
+    if int8 and calib is None:
+        raise ParameterError(
+            "--int8 needs --calib DATA: real recordings (a folder or manifest) from the "
+            "model's training data, to calibrate the int8 ranges on"
+        )
+    return chosen
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass
+class ExportData:
+    """Normalised ``(n, 1, n_mels, frames)`` inputs: calibration sub-clips and the
+    labelled sub-clips the exported files are scored on."""
+
+    calibration: np.ndarray
+    x: np.ndarray
+    labels: np.ndarray
+    recordings: np.ndarray
+    label_names: tuple[str, ...]
+    source: str
+
+
+def export_data(
+    calib: str | os.PathLike,
+    state: dict,
+    *,
+    cache: str | os.PathLike,
+    calib_size: int = 256,
+    seed: int = 0,
+    workers: int = 1,
+) -> ExportData:
+    """Features of ``calib`` computed with the checkpoint's spec.
+
+    Sub-clips of the checkpoint's validation recordings (its ``split.json``) are
+    scored and never calibrated on; up to ``calib_size`` of the others calibrate.
+    Data holding none of the validation recordings is split in two by recording.
+    """
+    from .data import load_dataset
+
+    spec = FeatureSpec.from_dict(state["spec"])
+    data, report = load_dataset(
+        calib, spec, cache=cache, workers=workers, progress=False, label_names=state["labels"]
+    )
+    if report.failed:
+        log.warning("calibration data: skipped %d unreadable files", len(report.failed))
+    groups = data.groups
+    held_out = set(state.get("split", {}).get("val_groups", []))
+    scored = np.isin(groups, list(held_out))
+    source = f"{int(scored.sum())} sub-clips of the checkpoint's validation recordings"
+    if not scored.any():
+        rng = np.random.default_rng(seed)
+        names = np.unique(groups)
+        half = set(rng.permutation(names)[: len(names) // 2].tolist())
+        scored = np.isin(groups, list(half))
+        source = (
+            f"{int(scored.sum())} sub-clips of half the recordings of {calib} (it holds none "
+            "of the checkpoint's validation recordings; the other half calibrates)"
+        )
+    candidates = np.flatnonzero(~scored)
+    if len(candidates) < MIN_CALIBRATION:
+        raise ParameterError(
+            f"{calib} gives {len(candidates)} sub-clips outside the validation split; "
+            f"int8 calibration needs at least {MIN_CALIBRATION}"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(candidates, min(calib_size, len(candidates)), replace=False))
+    rows = np.flatnonzero(scored)
+
+    def inputs(idx: np.ndarray) -> np.ndarray:
+        x = (data.stack(idx) - spec.input_mean) / spec.input_std
+        return x[:, None].astype(np.float32)
+
+    return ExportData(
+        calibration=inputs(chosen),
+        x=inputs(rows),
+        labels=data.labels[rows],
+        recordings=data.index[rows, 0],
+        label_names=data.label_names,
+        source=source,
+    )
+
+
+def builtin_input(spec: FeatureSpec) -> np.ndarray:
+    """One normalised sub-clip of the built-in demo recording, for checks without data."""
+    from .extractor import MelExtractor
+    from .synth import demo_recording
+
+    y = demo_recording(sr=spec.sample_rate, seconds=spec.clip_seconds + 0.1)[: spec.clip_samples]
+    x = (MelExtractor(spec).compute(y) - spec.input_mean) / spec.input_std
+    return x[None, None].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def median_latency_ms(run, x: np.ndarray, *, repeats: int = 50, warmup: int = 5) -> dict:
+    """Median and 95th percentile wall time of ``run(x)`` in ms."""
+    for _ in range(warmup):
+        run(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"median": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))]}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@contextlib.contextmanager
+def _step(what: str, timings: dict) -> Iterator[None]:
+    log.info("%s ...", what)
+    t0 = time.perf_counter()
+    yield
+    timings[what] = time.perf_counter() - t0
+    log.info("%s: done in %.1f s", what, timings[what])
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    *,
+    formats: Sequence[str] = ("onnx",),
+    int8: bool = False,
+    calib: str | os.PathLike | None = None,
+    calib_method: str = "minmax",
+    calib_size: int = 256,
+    keep_float: Sequence[str] = (),
+    out: str | os.PathLike | None = None,
+    name: str | None = None,
+    force: bool = False,
+    cache: str | os.PathLike | None = None,
+    workers: int = 1,
+) -> dict:
+    """Export a musemo checkpoint; returns the report (also written as NAME.export.json/.md).
+
+    Writes ``NAME.onnx`` (and ``NAME.int8.onnx`` with ``int8``) into ``out``
+    (default: the checkpoint's folder). ``keep_float`` names ONNX nodes left in float.
+    """
+    import torch
+
+    from .onnx_export import export_onnx, onnx_logits, onnx_session, quantize_onnx
+    from .train import load_checkpoint, model_from_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    architecture = state["model"]
+    chosen = check_request(formats, architecture, int8=int8, calib=calib, calib_method=calib_method)
+    spec = FeatureSpec.from_dict(state["spec"])
+    labels = tuple(state["labels"])
+    out_dir = Path(out) if out is not None else Path(checkpoint).parent
+    name = name or architecture
+    planned = {}
+    for fmt in chosen:
+        planned[f"{fmt.name}/fp32"] = f"{name}{fmt.suffix}"
+        if int8:
+            planned[f"{fmt.name}/int8"] = f"{name}.int8{fmt.suffix}"
+    planned["report/json"], planned["report/md"] = f"{name}.export.json", f"{name}.export.md"
+    existing = [f for f in planned.values() if (out_dir / f).exists()]
+    if existing and not force:
+        raise ParameterError(
+            f"{', '.join(existing)} already in {out_dir}: use --force to replace, or --out"
+        )
+
+    timings: dict[str, float] = {}
+    model = model_from_checkpoint(state)
+    data = None
+    if calib is not None:
+        with _step(f"features of {calib}", timings):
+            data = export_data(
+                calib,
+                state,
+                cache=cache or tempfile.gettempdir(),
+                calib_size=calib_size,
+                workers=workers,
+            )
+        log.info("scoring on %s; calibrating on %d sub-clips", data.source, len(data.calibration))
+    probe = data.x if data is not None and len(data.x) else builtin_input(spec)
+    with torch.inference_mode():
+        torch_logits = np.concatenate(
+            [model(torch.from_numpy(probe[i : i + 64])).numpy() for i in range(0, len(probe), 64)]
+        )
+
+    def info(precision: str) -> ModelInfo:
+        return ModelInfo(spec, labels, architecture, precision, (-1, 1, *spec.clip_shape))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".musemo-export-", dir=out_dir))
+    try:
+        files: dict[str, dict] = {}
+        for fmt in chosen:
+            fp32 = staging / planned[f"{fmt.name}/fp32"]
+            with _step(f"{fmt.name} fp32 export", timings):
+                export_onnx(model, info("fp32"), fp32)
+            variants = {"fp32": fp32}
+            if int8:
+                path = staging / planned[f"{fmt.name}/int8"]
+                with _step(f"{fmt.name} int8 quantisation ({calib_method})", timings):
+                    quantize_onnx(
+                        fp32,
+                        info("int8"),
+                        path,
+                        [x[None] for x in data.calibration],
+                        method=calib_method,
+                        exclude=keep_float,
+                    )
+                variants["int8"] = path
+            for precision, path in variants.items():
+                with _step(f"{fmt.name} {precision} measurements", timings):
+                    session = onnx_session(path, threads=1)
+                    logits = onnx_logits(session, probe)
+                    entry = {
+                        "file": path.name,
+                        "bytes": path.stat().st_size,
+                        "max_abs_diff_vs_torch": float(np.abs(logits - torch_logits).max()),
+                        "agreement_with_torch": float(
+                            (logits.argmax(1) == torch_logits.argmax(1)).mean()
+                        ),
+                        "latency_ms_1_thread": median_latency_ms(
+                            lambda x, s=session: onnx_logits(s, x), probe[:1]
+                        ),
+                    }
+                    if data is not None and len(data.x):
+                        entry["scores"] = evaluation(
+                            _softmax(logits), data.labels, data.recordings, data.label_names
+                        )
+                files[f"{fmt.name}/{precision}"] = entry
+        report = _report(
+            state, files, data, timings, int8=int8, method=calib_method, keep_float=keep_float
+        )
+        if data is not None and len(data.x):
+            report["torch_scores"] = evaluation(
+                _softmax(torch_logits), data.labels, data.recordings, data.label_names
+            )
+        write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
+        write_text(staging / planned["report/md"], report_markdown(report))
+        for rel in planned.values():
+            os.replace(staging / rel, out_dir / rel)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for rel in planned.values():
+        log.info("wrote %s", out_dir / rel)
+    return report
+
+
+def _report(state, files, data, timings, *, int8, method, keep_float) -> dict:
+    architecture = state["model"]
+    report = {
+        "checkpoint_model": architecture,
+        "labels": list(state["labels"]),
+        "input_shape": [1, 1, *FeatureSpec.from_dict(state["spec"]).clip_shape],
+        "calibration": None,
+        "scored_on": data.source if data is not None else "the built-in demo recording",
+        "files": files,
+        "seconds": timings,
+        "goals": {},
+    }
+    if int8:
+        report["calibration"] = {
+            "method": method,
+            "subclips": len(data.calibration),
+            "kept_float": list(keep_float),
+        }
+        for fmt in FORMATS:
+            f32, i8 = files.get(f"{fmt}/fp32"), files.get(f"{fmt}/int8")
+            if f32 is None or i8 is None:
+                continue
+            goals = {}
+            if "scores" in f32:
+                drop = 100 * (
+                    f32["scores"]["subclip"]["accuracy"] - i8["scores"]["subclip"]["accuracy"]
+                )
+                goals["accuracy_drop_pp"] = _goal(drop, GOALS["accuracy_drop_pp"], "<=")
+            goals["agreement"] = _goal(i8["agreement_with_torch"], GOALS["agreement"], ">=")
+            speedup = f32["latency_ms_1_thread"]["median"] / i8["latency_ms_1_thread"]["median"]
+            goals["speedup"] = _goal(speedup, GOALS["speedup"], ">=")
+            limit = GOALS["int8_size_mb"].get(architecture)
+            if limit is not None:
+                goals["int8_size_mb"] = _goal(i8["bytes"] / 1e6, limit, "<=")
+            report["goals"][fmt] = goals
+    return report
+
+
+def _goal(value: float, target: float, relation: str) -> dict:
+    met = value <= target if relation == "<=" else value >= target
+    return {"value": value, "goal": f"{relation} {target:g}", "met": bool(met)}
+
+
+def report_markdown(report: dict) -> str:
+    """The export report as Markdown: one row per file, then the int8 goals."""
+    lines = [
+        f"# Export of {report['checkpoint_model']} "
+        f"(input {'x'.join(map(str, report['input_shape']))})\n",
+        f"Scored on {report['scored_on']}.",
+    ]
+    if report["calibration"]:
+        c = report["calibration"]
+        kept = ", ".join(c["kept_float"]) or "none"
+        lines.append(
+            f"int8: static QDQ, per-channel int8 weights, {c['method']} calibration on "
+            f"{c['subclips']} training sub-clips; nodes kept in float: {kept}."
+        )
+    lines += [
+        "",
+        "| file | size MB | max abs diff vs PyTorch | agreement with PyTorch | "
+        "sub-clip acc. | recording acc. | latency ms (1 thread, median / p95) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in report["files"].values():
+        scores = f.get("scores")
+        acc = f"{scores['subclip']['accuracy']:.3f}" if scores else "—"
+        rec = f"{scores['recording']['accuracy']:.3f}" if scores else "—"
+        lat = f["latency_ms_1_thread"]
+        lines.append(
+            f"| {f['file']} | {f['bytes'] / 1e6:.2f} | {f['max_abs_diff_vs_torch']:.2e} | "
+            f"{f['agreement_with_torch']:.3f} | {acc} | {rec} | "
+            f"{lat['median']:.2f} / {lat['p95']:.2f} |"
+        )
+    if "torch_scores" in report:
+        t = report["torch_scores"]
+        lines.append(
+            f"| PyTorch fp32 (reference) | — | — | — | {t['subclip']['accuracy']:.3f} | "
+            f"{t['recording']['accuracy']:.3f} | — |"
+        )
+    for fmt, goals in report["goals"].items():
+        lines += ["", f"## int8 goals, {fmt}", "", "| goal | measured | target | met |"]
+        lines.append("|---|---|---|---|")
+        for key, g in goals.items():
+            lines.append(
+                f"| {key} | {g['value']:.3f} | {g['goal']} | {'yes' if g['met'] else 'NO'} |"
+            )
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
+    lines += ["", f"Steps: {seconds}."]
+    return "\n".join(lines) + "\n"

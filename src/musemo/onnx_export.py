@@ -1,0 +1,123 @@
+"""PyTorch → ONNX (fp32) and ONNX → int8 (static QDQ, calibrated on real sub-clips)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .model_metadata import ModelInfo, write_onnx_metadata
+
+OPSET = 18
+INPUT_NAME = "logmel"
+OUTPUT_NAME = "logits"
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def export_onnx(model, info: ModelInfo, path: str | os.PathLike) -> None:
+    """Export ``model`` (eval mode, CPU) to one self-contained ONNX file with a free batch
+    dimension, ``info`` in its metadata, checked by ``onnx.checker``."""
+    import onnx
+    import torch
+
+    sample = torch.zeros(1, *info.input_shape[1:])
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        model.to(memory_format=torch.contiguous_format),
+        (sample,),
+        dynamo=True,
+        opset_version=OPSET,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch},),
+        external_data=False,
+        verbose=False,
+    )
+    proto = program.model_proto
+    write_onnx_metadata(proto, info)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over (1, 1, n_mels, frames) inputs."""
+
+    def __init__(self, inputs: Sequence[np.ndarray]) -> None:
+        self._inputs = iter(inputs)
+
+    def get_next(self):
+        x = next(self._inputs, None)
+        return None if x is None else {INPUT_NAME: x}
+
+
+def quantize_onnx(
+    fp32_path: str | os.PathLike,
+    info: ModelInfo,
+    path: str | os.PathLike,
+    inputs: Sequence[np.ndarray],
+    *,
+    method: str = "minmax",
+    exclude: Sequence[str] = (),
+) -> None:
+    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations),
+    calibrated on ``inputs`` (normalised real sub-clips, one per array).
+
+    ``exclude`` names nodes kept in float. The fp32 file is first run through
+    onnxruntime's pre-processing (shape inference, graph optimisation)."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    with tempfile.TemporaryDirectory(prefix="musemo-quant-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        quantize_static(
+            str(pre),
+            str(Path(tmp) / "int8.onnx"),
+            _Batches(inputs),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            nodes_to_exclude=list(exclude),
+            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
+        )
+        proto = onnx.load(str(Path(tmp) / "int8.onnx"))
+    write_onnx_metadata(proto, info)
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+
+
+def onnx_session(path: str | os.PathLike, *, threads: int = 1):
+    """An onnxruntime CPU session running on ``threads`` threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Logits of ``x`` ``(n, 1, n_mels, frames)`` float32, in batches."""
+    out = [
+        session.run([OUTPUT_NAME], {INPUT_NAME: x[i : i + batch_size]})[0]
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32)

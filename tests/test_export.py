@@ -1,0 +1,280 @@
+"""musemo-export: ONNX fp32 and int8 from checkpoints trained in the test, and refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
+
+from musemo import ParameterError  # noqa: E402
+from musemo import exporter as exporter_module  # noqa: E402
+from musemo.cli import export_main, main  # noqa: E402
+from musemo.data import holdout_split, load_dataset  # noqa: E402
+from musemo.exporter import FORMATS, export_checkpoint  # noqa: E402
+from musemo.model_metadata import read_onnx_metadata  # noqa: E402
+from musemo.spec import FeatureSpec  # noqa: E402
+from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def chord_recordings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    folder = write_chord_dataset(root / "chords", per_label=10)
+    return folder, root / "cache"
+
+
+def _train(root, folder, cache, model: str):
+    data, _ = load_dataset(folder, tiny_spec(), cache=cache, progress=False)
+    train, val = holdout_split(data, val_fraction=0.25, seed=0)
+    cfg = TrainConfig(model=model, epochs=2, batch_size=16, lr=3e-3 if "squeeze" in model else None)
+    fit(data, train, val, tiny_spec(), cfg, root / model, progress=False)
+    return root / model / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def squeezenet_checkpoint(tmp_path_factory, chord_recordings):
+    folder, cache = chord_recordings
+    return _train(tmp_path_factory.mktemp("runs"), folder, cache, "squeezenet1_0")
+
+
+@pytest.fixture(scope="module")
+def mobilenet_checkpoint(tmp_path_factory, chord_recordings):
+    folder, cache = chord_recordings
+    return _train(tmp_path_factory.mktemp("runs"), folder, cache, "mobilenet_v2")
+
+
+@pytest.fixture(scope="module")
+def squeezenet_export(tmp_path_factory, squeezenet_checkpoint, chord_recordings):
+    folder, cache = chord_recordings
+    out = tmp_path_factory.mktemp("exported")
+    report = export_checkpoint(
+        squeezenet_checkpoint, int8=True, calib=folder, calib_size=48, cache=cache, out=out
+    )
+    return out, report
+
+
+def _real_inputs(checkpoint, folder, cache) -> tuple[np.ndarray, object]:
+    state = load_checkpoint(checkpoint)
+    spec = FeatureSpec.from_dict(state["spec"])
+    data, _ = load_dataset(folder, spec, cache=cache, progress=False)
+    x = (data.stack(np.arange(len(data))) - spec.input_mean) / spec.input_std
+    return x[:, None].astype(np.float32), model_from_checkpoint(state)
+
+
+def test_writes_every_file_with_the_metadata(squeezenet_export, squeezenet_checkpoint):
+    out, report = squeezenet_export
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "squeezenet1_0.export.json",
+        "squeezenet1_0.export.md",
+        "squeezenet1_0.int8.onnx",
+        "squeezenet1_0.onnx",
+    ]
+    state = load_checkpoint(squeezenet_checkpoint)
+    for name, precision in (("squeezenet1_0.onnx", "fp32"), ("squeezenet1_0.int8.onnx", "int8")):
+        proto = onnx.load(str(out / name))
+        onnx.checker.check_model(proto)
+        assert all(i.data_location != onnx.TensorProto.EXTERNAL for i in proto.graph.initializer)
+        assert max(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")) >= 18
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        info = read_onnx_metadata(session.get_modelmeta().custom_metadata_map, source=name)
+        assert info.labels == ("happy", "sad") and info.precision == precision
+        assert info.spec == FeatureSpec.from_dict(state["spec"])
+        assert info.architecture == "squeezenet1_0"
+    assert json.loads((out / "squeezenet1_0.export.json").read_text()) == json.loads(
+        json.dumps(report)
+    )
+    assert "int8 goals" in (out / "squeezenet1_0.export.md").read_text()
+
+
+def test_fp32_onnx_matches_pytorch_on_real_inputs(
+    squeezenet_export, squeezenet_checkpoint, chord_recordings
+):
+    out, report = squeezenet_export
+    x, model = _real_inputs(squeezenet_checkpoint, *chord_recordings)
+    session = ort.InferenceSession(
+        str(out / "squeezenet1_0.onnx"), providers=["CPUExecutionProvider"]
+    )
+    got = session.run(None, {"logmel": x})[0]  # the whole batch at once: the batch is free
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert report["files"]["onnx/fp32"]["max_abs_diff_vs_torch"] <= 1e-4
+
+
+def test_int8_is_quantised_small_and_agrees(
+    squeezenet_export, squeezenet_checkpoint, chord_recordings
+):
+    out, report = squeezenet_export
+    proto = onnx.load(str(out / "squeezenet1_0.int8.onnx"))
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [
+        t
+        for t in proto.graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4
+    ]
+    assert len(int8_weights) == 26  # every convolution of SqueezeNet 1.0
+    sizes = {k: f["bytes"] for k, f in report["files"].items()}
+    assert sizes["onnx/int8"] < sizes["onnx/fp32"] / 3
+    x, model = _real_inputs(squeezenet_checkpoint, *chord_recordings)
+    session = ort.InferenceSession(
+        str(out / "squeezenet1_0.int8.onnx"), providers=["CPUExecutionProvider"]
+    )
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy().argmax(1)
+    agreement = (session.run(None, {"logmel": x})[0].argmax(1) == want).mean()
+    assert agreement >= 0.95
+    i8 = report["files"]["onnx/int8"]
+    assert set(i8["scores"]) == {"labels", "subclip", "recording"}
+    assert report["calibration"] == {"method": "minmax", "subclips": 48, "kept_float": []}
+    goals = report["goals"]["onnx"]
+    assert set(goals) == {"accuracy_drop_pp", "agreement", "speedup", "int8_size_mb"}
+    assert goals["int8_size_mb"]["value"] == pytest.approx(i8["bytes"] / 1e6)
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_other_calibration_methods_and_float_nodes(
+    tmp_path, mobilenet_checkpoint, chord_recordings, method
+):
+    folder, cache = chord_recordings
+    fp32 = onnx.load(str(_fp32_only(tmp_path / "plain", mobilenet_checkpoint)))
+    first_conv = next(n.name for n in fp32.graph.node if n.op_type == "Conv")
+    report = export_checkpoint(
+        mobilenet_checkpoint,
+        int8=True,
+        calib=folder,
+        calib_size=40,
+        calib_method=method,
+        keep_float=[first_conv],
+        cache=cache,
+        out=tmp_path,
+    )
+    assert report["calibration"]["method"] == method
+    proto = onnx.load(str(tmp_path / "mobilenet_v2.int8.onnx"))
+    kept = next(n for n in proto.graph.node if n.name == first_conv)
+    weight = next(t for t in proto.graph.initializer if t.name == kept.input[1])
+    assert weight.data_type == onnx.TensorProto.FLOAT  # left in float, as asked
+    assert report["files"]["onnx/int8"]["agreement_with_torch"] >= 0.8
+
+
+def _fp32_only(out, checkpoint):
+    export_checkpoint(checkpoint, out=out)
+    return out / f"{load_checkpoint(checkpoint)['model']}.onnx"
+
+
+def test_without_calibration_data_it_checks_on_the_builtin_recording(
+    tmp_path, squeezenet_checkpoint
+):
+    report = export_checkpoint(squeezenet_checkpoint, out=tmp_path)
+    assert report["scored_on"] == "the built-in demo recording"
+    assert report["files"]["onnx/fp32"]["max_abs_diff_vs_torch"] <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "squeezenet1_0.export.json",
+        "squeezenet1_0.export.md",
+        "squeezenet1_0.onnx",
+    ]
+
+
+def test_refusals(tmp_path, squeezenet_checkpoint, chord_recordings):
+    folder, cache = chord_recordings
+    with pytest.raises(ParameterError, match="unknown format 'onx'.*did you mean 'onnx'"):
+        export_checkpoint(squeezenet_checkpoint, formats=["onx"], out=tmp_path)
+    with pytest.raises(ParameterError, match="--int8 needs --calib"):
+        export_checkpoint(squeezenet_checkpoint, int8=True, out=tmp_path)
+    with pytest.raises(ParameterError, match="calibration method 'minmx'.*'minmax'"):
+        export_checkpoint(
+            squeezenet_checkpoint, int8=True, calib=folder, calib_method="minmx", out=tmp_path
+        )
+    with pytest.raises(ParameterError, match="at least 32"):
+        export_checkpoint(
+            squeezenet_checkpoint, int8=True, calib=_few_recordings(tmp_path), out=tmp_path
+        )
+    other = tmp_path / "weights.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ParameterError, match="not a musemo checkpoint"):
+        export_checkpoint(other, out=tmp_path)
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def _few_recordings(tmp_path):
+    return write_chord_dataset(tmp_path / "few", per_label=2, seconds=2.2)
+
+
+def test_existing_files_need_force(tmp_path, squeezenet_checkpoint):
+    export_checkpoint(squeezenet_checkpoint, out=tmp_path)
+    before = (tmp_path / "squeezenet1_0.onnx").stat().st_mtime_ns
+    with pytest.raises(ParameterError, match="already in .*--force"):
+        export_checkpoint(squeezenet_checkpoint, out=tmp_path)
+    assert (tmp_path / "squeezenet1_0.onnx").stat().st_mtime_ns == before
+    export_checkpoint(squeezenet_checkpoint, out=tmp_path, force=True)
+    assert (tmp_path / "squeezenet1_0.onnx").stat().st_mtime_ns != before
+
+
+def test_a_failed_export_leaves_nothing_behind(
+    tmp_path, squeezenet_checkpoint, chord_recordings, monkeypatch
+):
+    folder, cache = chord_recordings
+
+    def broken_quantiser(*args, **kwargs):
+        raise RuntimeError("quantiser crashed")
+
+    monkeypatch.setattr("musemo.onnx_export.quantize_onnx", broken_quantiser)
+    with pytest.raises(RuntimeError, match="quantiser crashed"):
+        export_checkpoint(
+            squeezenet_checkpoint, int8=True, calib=folder, calib_size=40, cache=cache, out=tmp_path
+        )
+    assert list(tmp_path.iterdir()) == []  # not the fp32 file, not the staging folder
+
+
+def test_missing_converter_is_named(monkeypatch):
+    monkeypatch.setitem(
+        FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], requires=("no_such_module_xyz",))
+    )
+    with pytest.raises(
+        ParameterError, match=r"needs no_such_module_xyz: pip install 'musemo\[export\]'"
+    ):
+        exporter_module.check_request(
+            ["onnx"], "squeezenet1_0", int8=False, calib=None, calib_method="minmax"
+        )
+
+
+def test_command_lines(tmp_path, squeezenet_checkpoint, chord_recordings, capsys, caplog):
+    folder, cache = chord_recordings
+    caplog.set_level(logging.INFO, logger="musemo.export")
+    code = export_main(
+        [
+            str(squeezenet_checkpoint),
+            "--int8",
+            "--calib",
+            str(folder),
+            "--calib-size",
+            "40",
+            "--cache",
+            str(cache),
+            "--out",
+            str(tmp_path / "a"),
+            "--name",
+            "chords",
+        ]
+    )
+    assert code == 0
+    assert "| chords.int8.onnx |" in capsys.readouterr().out
+    assert any("onnx int8 quantisation (minmax): done in" in r.message for r in caplog.records)
+    assert (tmp_path / "a" / "chords.int8.onnx").is_file()
+    assert main(["export", str(squeezenet_checkpoint), "--out", str(tmp_path / "b")]) == 0
+    assert main(["export", str(squeezenet_checkpoint), "--out", str(tmp_path / "b")]) == 2
+    assert "--force" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export_main([str(squeezenet_checkpoint), "--calib-method", "nope"])
