@@ -12,7 +12,7 @@ SOURCES := pyproject.toml CMakeLists.txt $(wildcard cpp/*) $(wildcard src/musemo
 $(STAMP): $(SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet ".[dev,train,export]"
+	$(PY) -m pip install --quiet ".[dev,train,export,tflite]"
 	touch $@
 
 demo: $(STAMP)

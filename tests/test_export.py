@@ -1,4 +1,4 @@
-"""musemo-export: ONNX fp32 and int8 from checkpoints trained in the test, and refusals."""
+"""musemo-export: ONNX and TFLite, fp32 and int8, from checkpoints trained in the test."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ pytest.importorskip("sklearn")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_litert")
 
 from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
 
@@ -22,8 +24,9 @@ from musemo import exporter as exporter_module  # noqa: E402
 from musemo.cli import export_main, main  # noqa: E402
 from musemo.data import holdout_split, load_dataset  # noqa: E402
 from musemo.exporter import FORMATS, export_checkpoint  # noqa: E402
-from musemo.model_metadata import read_onnx_metadata  # noqa: E402
+from musemo.model_metadata import read_onnx_metadata, read_tflite_metadata  # noqa: E402
 from musemo.spec import FeatureSpec  # noqa: E402
+from musemo.tflite_export import TfliteRunner, litert_ready  # noqa: E402
 from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
@@ -79,7 +82,9 @@ def test_writes_every_file_with_the_metadata(squeezenet_export, squeezenet_check
         "squeezenet1_0.export.json",
         "squeezenet1_0.export.md",
         "squeezenet1_0.int8.onnx",
+        "squeezenet1_0.int8.tflite",
         "squeezenet1_0.onnx",
+        "squeezenet1_0.tflite",
     ]
     state = load_checkpoint(squeezenet_checkpoint)
     for name, precision in (("squeezenet1_0.onnx", "fp32"), ("squeezenet1_0.int8.onnx", "int8")):
@@ -92,10 +97,18 @@ def test_writes_every_file_with_the_metadata(squeezenet_export, squeezenet_check
         assert info.labels == ("happy", "sad") and info.precision == precision
         assert info.spec == FeatureSpec.from_dict(state["spec"])
         assert info.architecture == "squeezenet1_0"
+    for name, precision in (
+        ("squeezenet1_0.tflite", "fp32"),
+        ("squeezenet1_0.int8.tflite", "int8"),
+    ):
+        info = read_tflite_metadata((out / name).read_bytes(), source=name)
+        assert info.precision == precision and info.input_shape[0] == 1
+        assert info.spec == FeatureSpec.from_dict(state["spec"])
     assert json.loads((out / "squeezenet1_0.export.json").read_text()) == json.loads(
         json.dumps(report)
     )
-    assert "int8 goals" in (out / "squeezenet1_0.export.md").read_text()
+    md = (out / "squeezenet1_0.export.md").read_text()
+    assert "int8 goals, onnx" in md and "int8 goals, tflite" in md
 
 
 def test_fp32_onnx_matches_pytorch_on_real_inputs(
@@ -157,6 +170,7 @@ def test_other_calibration_methods_and_float_nodes(
         calib=folder,
         calib_size=40,
         calib_method=method,
+        formats=["onnx"],
         keep_float=[first_conv],
         cache=cache,
         out=tmp_path,
@@ -170,7 +184,7 @@ def test_other_calibration_methods_and_float_nodes(
 
 
 def _fp32_only(out, checkpoint):
-    export_checkpoint(checkpoint, out=out)
+    export_checkpoint(checkpoint, formats=["onnx"], out=out)
     return out / f"{load_checkpoint(checkpoint)['model']}.onnx"
 
 
@@ -180,10 +194,12 @@ def test_without_calibration_data_it_checks_on_the_builtin_recording(
     report = export_checkpoint(squeezenet_checkpoint, out=tmp_path)
     assert report["scored_on"] == "the built-in demo recording"
     assert report["files"]["onnx/fp32"]["max_abs_diff_vs_torch"] <= 1e-4
+    assert report["files"]["tflite/fp32"]["max_abs_diff_vs_torch"] <= 1e-4
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "squeezenet1_0.export.json",
         "squeezenet1_0.export.md",
         "squeezenet1_0.onnx",
+        "squeezenet1_0.tflite",
     ]
 
 
@@ -213,12 +229,12 @@ def _few_recordings(tmp_path):
 
 
 def test_existing_files_need_force(tmp_path, squeezenet_checkpoint):
-    export_checkpoint(squeezenet_checkpoint, out=tmp_path)
+    export_checkpoint(squeezenet_checkpoint, formats=["onnx"], out=tmp_path)
     before = (tmp_path / "squeezenet1_0.onnx").stat().st_mtime_ns
     with pytest.raises(ParameterError, match="already in .*--force"):
-        export_checkpoint(squeezenet_checkpoint, out=tmp_path)
+        export_checkpoint(squeezenet_checkpoint, formats=["onnx"], out=tmp_path)
     assert (tmp_path / "squeezenet1_0.onnx").stat().st_mtime_ns == before
-    export_checkpoint(squeezenet_checkpoint, out=tmp_path, force=True)
+    export_checkpoint(squeezenet_checkpoint, formats=["onnx"], out=tmp_path, force=True)
     assert (tmp_path / "squeezenet1_0.onnx").stat().st_mtime_ns != before
 
 
@@ -233,7 +249,13 @@ def test_a_failed_export_leaves_nothing_behind(
     monkeypatch.setattr("musemo.onnx_export.quantize_onnx", broken_quantiser)
     with pytest.raises(RuntimeError, match="quantiser crashed"):
         export_checkpoint(
-            squeezenet_checkpoint, int8=True, calib=folder, calib_size=40, cache=cache, out=tmp_path
+            squeezenet_checkpoint,
+            formats=["onnx"],
+            int8=True,
+            calib=folder,
+            calib_size=40,
+            cache=cache,
+            out=tmp_path,
         )
     assert list(tmp_path.iterdir()) == []  # not the fp32 file, not the staging folder
 
@@ -267,14 +289,91 @@ def test_command_lines(tmp_path, squeezenet_checkpoint, chord_recordings, capsys
             str(tmp_path / "a"),
             "--name",
             "chords",
+            "--format",
+            "onnx",
         ]
     )
     assert code == 0
     assert "| chords.int8.onnx |" in capsys.readouterr().out
-    assert any("onnx int8 quantisation (minmax): done in" in r.message for r in caplog.records)
+    assert any("onnx int8 (minmax) export: done in" in r.message for r in caplog.records)
     assert (tmp_path / "a" / "chords.int8.onnx").is_file()
-    assert main(["export", str(squeezenet_checkpoint), "--out", str(tmp_path / "b")]) == 0
-    assert main(["export", str(squeezenet_checkpoint), "--out", str(tmp_path / "b")]) == 2
+    args = ["export", str(squeezenet_checkpoint), "--out", str(tmp_path / "b"), "--format", "onnx"]
+    assert main(args) == 0
+    assert main(args) == 2
     assert "--force" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        export_main([str(squeezenet_checkpoint), "--calib-method", "nope"])
+    assert export_main([str(squeezenet_checkpoint), "--format", "tflte"]) == 2
+    assert "did you mean 'tflite'" in capsys.readouterr().err
+
+
+def test_tflite_refusals(tmp_path, squeezenet_checkpoint, chord_recordings):
+    folder, _ = chord_recordings
+    with pytest.raises(ParameterError, match="tflite calibrates with minmax, histogram"):
+        export_checkpoint(
+            squeezenet_checkpoint,
+            formats=["tflite"],
+            int8=True,
+            calib=folder,
+            calib_method="entropy",
+            out=tmp_path,
+        )
+    with pytest.raises(ParameterError, match="tflite cannot keep nodes in float"):
+        export_checkpoint(squeezenet_checkpoint, formats=["tflite"], keep_float=["x"], out=tmp_path)
+    with pytest.raises(ParameterError, match="tflite export takes .*not vgg16"):
+        exporter_module.check_request(
+            ["tflite"], "vgg16", int8=False, calib=None, calib_method="minmax"
+        )
+
+
+def test_ceil_mode_pools_are_rewritten_exactly(squeezenet_checkpoint, chord_recordings):
+    x, model = _real_inputs(squeezenet_checkpoint, *chord_recordings)
+    ready = litert_ready(model, x[:4])
+    ceil = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d) and m.ceil_mode]
+    assert len(ceil) == 3
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in ready.modules())
+    with torch.inference_mode():  # equal up to the memory layout's summation order
+        got, want = ready(torch.from_numpy(x)), model(torch.from_numpy(x))
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_tflite_files_match_pytorch_and_int8_agrees(
+    squeezenet_export, squeezenet_checkpoint, chord_recordings
+):
+    out, report = squeezenet_export
+    x, model = _real_inputs(squeezenet_checkpoint, *chord_recordings)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy()
+    fp32 = TfliteRunner(out / "squeezenet1_0.tflite")
+    np.testing.assert_allclose(fp32(x), want, atol=1e-4, rtol=0)
+    int8 = TfliteRunner(out / "squeezenet1_0.int8.tflite")
+    assert int8.input["dtype"] == np.int8  # quantised end to end, the runner scales
+    assert (int8(x).argmax(1) == want.argmax(1)).mean() >= 0.95
+    sizes = {k: f["bytes"] for k, f in report["files"].items()}
+    assert sizes["tflite/int8"] < sizes["tflite/fp32"] / 3
+
+
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda b: b[:100], "not a valid TFLite model"),
+        (lambda b: b[:4] + b"XXXX" + b[8:], "not a TFLite model"),
+        (lambda b: b"", "not a TFLite model"),
+        (
+            lambda b: b[:8] + bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8)),
+            "TFLite",
+        ),
+    ],
+)
+def test_tflite_metadata_reader_refuses_broken_files(squeezenet_export, mangle, message):
+    out, _ = squeezenet_export
+    good = (out / "squeezenet1_0.int8.tflite").read_bytes()
+    with pytest.raises(ParameterError, match=message):
+        read_tflite_metadata(mangle(good), source="x.tflite")
+
+
+def test_a_tflite_model_without_musemo_metadata_is_named(tmp_path):
+    import litert_torch
+
+    plain = tmp_path / "plain.tflite"
+    litert_torch.convert(torch.nn.Linear(4, 2).eval(), (torch.zeros(1, 4),)).export(str(plain))
+    with pytest.raises(ParameterError, match="plain.tflite carries no musemo metadata"):
+        read_tflite_metadata(plain.read_bytes(), source="plain.tflite")

@@ -265,7 +265,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     report = export_checkpoint(
         args.checkpoint,
-        formats=[f.strip() for f in args.format.split(",") if f.strip()],
+        formats=[f.strip() for f in args.format.split(",")] if args.format else None,
         int8=args.int8,
         calib=args.calib,
         calib_method=args.calib_method,
@@ -284,21 +284,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    from .exporter import FORMATS
-    from .onnx_export import CALIBRATION_METHODS
+    from .exporter import CALIBRATION_METHODS, FORMATS
 
     p.add_argument("checkpoint", help="a musemo checkpoint (best.pt or last.pt of a run)")
     p.add_argument(
         "--format",
-        default=",".join(FORMATS),
-        help=f"comma-separated formats: {', '.join(FORMATS)} (default: all)",
+        help=f"comma-separated formats: {', '.join(FORMATS)} "
+        "(default: every format that takes the model)",
     )
     p.add_argument("--int8", action="store_true", help="also write calibrated int8 models")
     p.add_argument("--calib", help="recordings (folder or manifest) to calibrate and score on")
-    p.add_argument("--calib-method", default="minmax", choices=CALIBRATION_METHODS)
+    p.add_argument(
+        "--calib-method",
+        default="minmax",
+        help=f"int8 calibration: {', '.join(CALIBRATION_METHODS)} (what each format takes: "
+        "onnx minmax/percentile/entropy, tflite minmax/histogram)",
+    )
     p.add_argument("--calib-size", type=int, default=256, help="calibration sub-clips")
     p.add_argument(
-        "--keep-float", nargs="*", default=[], metavar="NODE", help="ONNX nodes left in float"
+        "--keep-float", nargs="+", default=[], metavar="NODE", help="ONNX nodes left in float"
     )
     p.add_argument("--out", help="output folder (default: the checkpoint's)")
     p.add_argument("--name", help="file name stem (default: the architecture)")

@@ -30,7 +30,6 @@ from .errors import ParameterError
 from .metrics import evaluation
 from .model_metadata import ModelInfo
 from .models import MODELS
-from .onnx_export import CALIBRATION_METHODS
 from .spec import FeatureSpec
 
 log = logging.getLogger("musemo.export")
@@ -38,19 +37,42 @@ log = logging.getLogger("musemo.export")
 
 @dataclasses.dataclass(frozen=True)
 class Format:
-    """One export format: file suffix, architectures, int8, and what it needs installed."""
+    """One export format: file suffix, architectures, int8 calibration methods (none: no
+    int8), whether nodes can be kept in float, batch size, and what it needs installed."""
 
     name: str
     suffix: str
     architectures: tuple[str, ...]
-    int8: bool
+    calibration: tuple[str, ...]
+    keep_float: bool
+    batch: int  # -1: free
     requires: tuple[str, ...]
     extra: str
 
 
 FORMATS = {
-    "onnx": Format("onnx", ".onnx", MODELS, True, ("onnx", "onnxruntime", "onnxscript"), "export"),
+    "onnx": Format(
+        name="onnx",
+        suffix=".onnx",
+        architectures=MODELS,
+        calibration=("minmax", "percentile", "entropy"),
+        keep_float=True,
+        batch=-1,
+        requires=("onnx", "onnxruntime", "onnxscript"),
+        extra="export",
+    ),
+    "tflite": Format(
+        name="tflite",
+        suffix=".tflite",
+        architectures=("squeezenet1_0", "mobilenet_v2", "resnet18"),
+        calibration=("minmax", "histogram"),
+        keep_float=False,
+        batch=1,
+        requires=("litert_torch", "ai_edge_litert"),
+        extra="tflite",
+    ),
 }
+CALIBRATION_METHODS = tuple(dict.fromkeys(m for f in FORMATS.values() for m in f.calibration))
 
 # What int8 must keep, from the export issue; the report shows each beside its measurement.
 GOALS = {
@@ -68,7 +90,13 @@ def _nearest(word: str, choices: Sequence[str]) -> str:
 
 
 def check_request(
-    formats: Sequence[str], architecture: str, *, int8: bool, calib, calib_method: str
+    formats: Sequence[str],
+    architecture: str,
+    *,
+    int8: bool,
+    calib,
+    calib_method: str,
+    keep_float: Sequence[str] = (),
 ) -> list[Format]:
     """The requested formats, or a ParameterError saying what is wrong and what is valid."""
     chosen = []
@@ -83,8 +111,14 @@ def check_request(
             raise ParameterError(
                 f"{name} export takes {', '.join(fmt.architectures)}, not {architecture}"
             )
-        if int8 and not fmt.int8:
-            raise ParameterError(f"{name} has no int8 variant; drop --int8 or the format")
+        if int8 and calib_method not in fmt.calibration:
+            raise ParameterError(
+                f"calibration method {calib_method!r}"
+                f"{_nearest(calib_method, fmt.calibration)}: {name} calibrates with "
+                f"{', '.join(fmt.calibration)}"
+            )
+        if keep_float and not fmt.keep_float:
+            raise ParameterError(f"{name} cannot keep nodes in float; drop --keep-float")
         missing = [m for m in fmt.requires if importlib.util.find_spec(m) is None]
         if missing:
             raise ParameterError(
@@ -93,11 +127,6 @@ def check_request(
         chosen.append(fmt)
     if not chosen:
         raise ParameterError(f"no format given: use one or more of {', '.join(FORMATS)}")
-    if calib_method not in CALIBRATION_METHODS:
-        raise ParameterError(
-            f"calibration method {calib_method!r}{_nearest(calib_method, CALIBRATION_METHODS)}: "
-            f"use one of {', '.join(CALIBRATION_METHODS)}"
-        )
     if int8 and calib is None:
         raise ParameterError(
             "--int8 needs --calib DATA: real recordings (a folder or manifest) from the "
@@ -229,7 +258,7 @@ def _step(what: str, timings: dict) -> Iterator[None]:
 def export_checkpoint(
     checkpoint: str | os.PathLike,
     *,
-    formats: Sequence[str] = ("onnx",),
+    formats: Sequence[str] | None = None,
     int8: bool = False,
     calib: str | os.PathLike | None = None,
     calib_method: str = "minmax",
@@ -243,26 +272,37 @@ def export_checkpoint(
 ) -> dict:
     """Export a musemo checkpoint; returns the report (also written as NAME.export.json/.md).
 
-    Writes ``NAME.onnx`` (and ``NAME.int8.onnx`` with ``int8``) into ``out``
-    (default: the checkpoint's folder). ``keep_float`` names ONNX nodes left in float.
+    Writes ``NAME.onnx``, ``NAME.tflite`` (``formats``, default: every format that
+    takes the architecture) and, with ``int8``, ``NAME.int8.onnx`` and
+    ``NAME.int8.tflite`` into ``out`` (default: the checkpoint's folder).
+    ``keep_float`` names ONNX nodes left in float.
     """
     import torch
 
-    from .onnx_export import export_onnx, onnx_logits, onnx_session, quantize_onnx
     from .train import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(checkpoint)
     architecture = state["model"]
-    chosen = check_request(formats, architecture, int8=int8, calib=calib, calib_method=calib_method)
+    if formats is None:
+        formats = [f.name for f in FORMATS.values() if architecture in f.architectures]
+    chosen = check_request(
+        formats,
+        architecture,
+        int8=int8,
+        calib=calib,
+        calib_method=calib_method,
+        keep_float=keep_float,
+    )
     spec = FeatureSpec.from_dict(state["spec"])
     labels = tuple(state["labels"])
     out_dir = Path(out) if out is not None else Path(checkpoint).parent
     name = name or architecture
-    planned = {}
-    for fmt in chosen:
-        planned[f"{fmt.name}/fp32"] = f"{name}{fmt.suffix}"
-        if int8:
-            planned[f"{fmt.name}/int8"] = f"{name}.int8{fmt.suffix}"
+    precisions = ("fp32", "int8") if int8 else ("fp32",)
+    planned = {
+        f"{fmt.name}/{p}": f"{name}{'.int8' if p == 'int8' else ''}{fmt.suffix}"
+        for fmt in chosen
+        for p in precisions
+    }
     planned["report/json"], planned["report/md"] = f"{name}.export.json", f"{name}.export.md"
     existing = [f for f in planned.values() if (out_dir / f).exists()]
     if existing and not force:
@@ -271,7 +311,7 @@ def export_checkpoint(
         )
 
     timings: dict[str, float] = {}
-    model = model_from_checkpoint(state)
+    model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
     data = None
     if calib is not None:
         with _step(f"features of {calib}", timings):
@@ -288,51 +328,36 @@ def export_checkpoint(
         torch_logits = np.concatenate(
             [model(torch.from_numpy(probe[i : i + 64])).numpy() for i in range(0, len(probe), 64)]
         )
-
-    def info(precision: str) -> ModelInfo:
-        return ModelInfo(spec, labels, architecture, precision, (-1, 1, *spec.clip_shape))
+    calibration = [x[None] for x in data.calibration] if int8 else []
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".musemo-export-", dir=out_dir))
     try:
         files: dict[str, dict] = {}
         for fmt in chosen:
-            fp32 = staging / planned[f"{fmt.name}/fp32"]
-            with _step(f"{fmt.name} fp32 export", timings):
-                export_onnx(model, info("fp32"), fp32)
-            variants = {"fp32": fp32}
-            if int8:
-                path = staging / planned[f"{fmt.name}/int8"]
-                with _step(f"{fmt.name} int8 quantisation ({calib_method})", timings):
-                    quantize_onnx(
-                        fp32,
-                        info("int8"),
+            for precision in precisions:
+                key = f"{fmt.name}/{precision}"
+                path = staging / planned[key]
+                info = ModelInfo(
+                    spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
+                )
+                what = f"{fmt.name} {precision}" + (
+                    f" ({calib_method})" if precision == "int8" else ""
+                )
+                with _step(f"{what} export", timings):
+                    _write(
+                        fmt,
+                        model,
+                        info,
                         path,
-                        [x[None] for x in data.calibration],
-                        method=calib_method,
-                        exclude=keep_float,
+                        probe,
+                        calibration,
+                        calib_method,
+                        keep_float,
+                        fp32=staging / planned[f"{fmt.name}/fp32"],
                     )
-                variants["int8"] = path
-            for precision, path in variants.items():
                 with _step(f"{fmt.name} {precision} measurements", timings):
-                    session = onnx_session(path, threads=1)
-                    logits = onnx_logits(session, probe)
-                    entry = {
-                        "file": path.name,
-                        "bytes": path.stat().st_size,
-                        "max_abs_diff_vs_torch": float(np.abs(logits - torch_logits).max()),
-                        "agreement_with_torch": float(
-                            (logits.argmax(1) == torch_logits.argmax(1)).mean()
-                        ),
-                        "latency_ms_1_thread": median_latency_ms(
-                            lambda x, s=session: onnx_logits(s, x), probe[:1]
-                        ),
-                    }
-                    if data is not None and len(data.x):
-                        entry["scores"] = evaluation(
-                            _softmax(logits), data.labels, data.recordings, data.label_names
-                        )
-                files[f"{fmt.name}/{precision}"] = entry
+                    files[key] = _measure(fmt, path, probe, torch_logits, data)
         report = _report(
             state, files, data, timings, int8=int8, method=calib_method, keep_float=keep_float
         )
@@ -349,6 +374,54 @@ def export_checkpoint(
     for rel in planned.values():
         log.info("wrote %s", out_dir / rel)
     return report
+
+
+def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp32) -> None:
+    """Write one model file (the fp32 file of the format exists before its int8 one)."""
+    if fmt.name == "onnx":
+        from .onnx_export import export_onnx, quantize_onnx
+
+        if info.precision == "fp32":
+            export_onnx(model, info, path)
+        else:
+            quantize_onnx(fp32, info, path, calibration, method=method, exclude=keep_float)
+    else:
+        from .tflite_export import export_tflite, litert_ready, quantize_tflite
+
+        ready = litert_ready(model, probe[:8])
+        if info.precision == "fp32":
+            export_tflite(ready, info, path, probe)
+        else:
+            quantize_tflite(ready, info, path, calibration, method=method)
+
+
+def _runner(fmt: Format, path: Path):
+    """A function from normalised inputs ``(n, 1, n_mels, frames)`` to logits, one thread."""
+    if fmt.name == "onnx":
+        from .onnx_export import onnx_logits, onnx_session
+
+        session = onnx_session(path, threads=1)
+        return lambda x: onnx_logits(session, x)
+    from .tflite_export import TfliteRunner
+
+    return TfliteRunner(path, threads=1)
+
+
+def _measure(fmt: Format, path: Path, probe, torch_logits, data) -> dict:
+    run = _runner(fmt, path)
+    logits = run(probe)
+    entry = {
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "max_abs_diff_vs_torch": float(np.abs(logits - torch_logits).max()),
+        "agreement_with_torch": float((logits.argmax(1) == torch_logits.argmax(1)).mean()),
+        "latency_ms_1_thread": median_latency_ms(run, probe[:1]),
+    }
+    if data is not None and len(data.x):
+        entry["scores"] = evaluation(
+            _softmax(logits), data.labels, data.recordings, data.label_names
+        )
+    return entry
 
 
 def _report(state, files, data, timings, *, int8, method, keep_float) -> dict:

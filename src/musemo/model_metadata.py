@@ -11,6 +11,8 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
+
 from .errors import ParameterError
 from .spec import FeatureSpec
 
@@ -99,3 +101,101 @@ def read_onnx_metadata(custom: dict[str, str], *, source: str) -> ModelInfo:
             "which stores the feature spec and labels in the file"
         )
     return ModelInfo.from_json(custom[METADATA_KEY], source=source)
+
+
+# ----------------------------------------------------------------------------- TFLite
+
+_TFLITE_ID = b"TFL3"
+_MODEL_BUFFERS, _MODEL_METADATA = 4, 6  # field ids in the Model table of schema.fbs
+
+
+class _FlatBuffer:
+    """Just enough FlatBuffers reading, bounds-checked, for a TFLite file's metadata."""
+
+    def __init__(self, buf: bytes, source: str) -> None:
+        self.buf, self.source = buf, source
+
+    def _bad(self, why: str) -> ParameterError:
+        return ParameterError(f"{self.source} is not a valid TFLite model ({why})")
+
+    def _int(self, pos: int, size: int, signed: bool = False) -> int:
+        if pos < 0 or pos + size > len(self.buf):
+            raise self._bad(f"offset {pos} outside the file")
+        return int.from_bytes(self.buf[pos : pos + size], "little", signed=signed)
+
+    def field(self, table: int, index: int) -> int | None:
+        vtable = table - self._int(table, 4, signed=True)
+        vt_size = self._int(vtable, 2)
+        if 4 + 2 * index + 2 > vt_size:
+            return None
+        off = self._int(vtable + 4 + 2 * index, 2)
+        return table + off if off else None
+
+    def deref(self, pos: int) -> int:
+        return pos + self._int(pos, 4)
+
+    def vector(self, pos: int) -> tuple[int, int]:
+        start = self.deref(pos)
+        return start + 4, self._int(start, 4)
+
+    def table_vector(self, table: int, index: int) -> list[int]:
+        pos = self.field(table, index)
+        if pos is None:
+            return []
+        start, n = self.vector(pos)
+        if n > len(self.buf) // 4:
+            raise self._bad(f"a vector of {n} entries")
+        return [self.deref(start + 4 * i) for i in range(n)]
+
+    def bytes_at(self, pos: int) -> bytes:
+        start, n = self.vector(pos)
+        if start + n > len(self.buf):
+            raise self._bad("a vector runs past the end")
+        return self.buf[start : start + n]
+
+
+def read_tflite_metadata(buf: bytes, *, source: str) -> ModelInfo:
+    """The ModelInfo stored in a TFLite flatbuffer's metadata (no TFLite library needed)."""
+    if len(buf) < 8 or buf[4:8] != _TFLITE_ID:
+        raise ParameterError(f"{source} is not a TFLite model (no {_TFLITE_ID!r} identifier)")
+    fb = _FlatBuffer(buf, source)
+    model = fb.deref(0)
+    buffers = fb.table_vector(model, _MODEL_BUFFERS)
+    for entry in fb.table_vector(model, _MODEL_METADATA):
+        name_pos = fb.field(entry, 0)
+        if name_pos is None or fb.bytes_at(name_pos) != METADATA_KEY.encode():
+            continue
+        index_pos = fb.field(entry, 1)
+        index = fb._int(index_pos, 4) if index_pos is not None else 0
+        if index >= len(buffers):
+            raise fb._bad(f"metadata buffer {index} of {len(buffers)}")
+        data_pos = fb.field(buffers[index], 0)
+        if data_pos is None:
+            raise fb._bad("the musemo metadata buffer is empty")
+        return ModelInfo.from_json(fb.bytes_at(data_pos), source=source)
+    raise ParameterError(
+        f"{source} carries no musemo metadata: export it with musemo-export, "
+        "which stores the feature spec and labels in the file"
+    )
+
+
+def write_tflite_metadata(buf: bytes, info: ModelInfo) -> bytes:
+    """A copy of TFLite flatbuffer ``buf`` with ``info`` as its musemo metadata.
+
+    Needs ai-edge-litert's flatbuffer schema (the export machine has it)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    if any(getattr(b, "offset", 0) > 1 for b in model.buffers or []):
+        raise ParameterError("TFLite models with weights outside the flatbuffer are not supported")
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_KEY.encode()]
+    data = schema.BufferT()
+    data.data = np.frombuffer(info.to_json().encode(), dtype=np.uint8)
+    model.buffers.append(data)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_KEY.encode(), len(model.buffers) - 1
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(buf) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=_TFLITE_ID)
+    return bytes(builder.Output())

@@ -14,7 +14,6 @@ from .model_metadata import ModelInfo, write_onnx_metadata
 OPSET = 18
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "logits"
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def export_onnx(model, info: ModelInfo, path: str | os.PathLike) -> None:
