@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import multiprocessing
 import os
 import warnings
 from collections.abc import Sequence
@@ -257,7 +258,10 @@ class FeatureCache:
                 except (OSError, AudioError, ParameterError) as exc:
                     done(path, exc)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # spawn, not fork: a parent that has started threads (torch, JAX) can
+            # deadlock a forked child
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
                 futures = {
                     pool.submit(_compute_entry, str(p), str(t), spec_json): p for p, t in todo
                 }

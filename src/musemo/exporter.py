@@ -407,14 +407,28 @@ def _runner(fmt: Format, path: Path):
     return TfliteRunner(path, threads=1)
 
 
+DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
+
+
 def _measure(fmt: Format, path: Path, probe, torch_logits, data) -> dict:
     run = _runner(fmt, path)
     logits = run(probe)
+    p_torch, p_file = _softmax(torch_logits), _softmax(logits)
+    same = logits.argmax(1) == torch_logits.argmax(1)
+    decisive = p_torch.max(1) >= DECISIVE
+    dp = np.abs(p_file - p_torch).max(1)
     entry = {
         "file": path.name,
         "bytes": path.stat().st_size,
         "max_abs_diff_vs_torch": float(np.abs(logits - torch_logits).max()),
-        "agreement_with_torch": float((logits.argmax(1) == torch_logits.argmax(1)).mean()),
+        "agreement_with_torch": float(same.mean()),
+        "agreement_decisive": float(same[decisive].mean()) if decisive.any() else None,
+        "decisive_inputs": int(decisive.sum()),
+        "probability_abs_diff": {
+            "median": float(np.median(dp)),
+            "p95": float(np.percentile(dp, 95)),
+            "max": float(dp.max()),
+        },
         "latency_ms_1_thread": median_latency_ms(run, probe[:1]),
     }
     if data is not None and len(data.x):
@@ -453,6 +467,10 @@ def _report(state, files, data, timings, *, int8, method, keep_float) -> dict:
                 )
                 goals["accuracy_drop_pp"] = _goal(drop, GOALS["accuracy_drop_pp"], "<=")
             goals["agreement"] = _goal(i8["agreement_with_torch"], GOALS["agreement"], ">=")
+            if i8["agreement_decisive"] is not None:
+                goals["agreement_decisive"] = _goal(
+                    i8["agreement_decisive"], GOALS["agreement"], ">="
+                )
             speedup = f32["latency_ms_1_thread"]["median"] / i8["latency_ms_1_thread"]["median"]
             goals["speedup"] = _goal(speedup, GOALS["speedup"], ">=")
             limit = GOALS["int8_size_mb"].get(architecture)
@@ -483,26 +501,33 @@ def report_markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "| file | size MB | max abs diff vs PyTorch | agreement with PyTorch | "
-        "sub-clip acc. | recording acc. | latency ms (1 thread, median / p95) |",
-        "|---|---|---|---|---|---|---|",
+        "| file | size MB | max abs diff vs PyTorch (logits) | probability diff p95 | "
+        "agreement with PyTorch (all / decisive) | sub-clip acc. | recording acc. | "
+        "latency ms (1 thread, median / p95) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in report["files"].values():
         scores = f.get("scores")
         acc = f"{scores['subclip']['accuracy']:.3f}" if scores else "—"
         rec = f"{scores['recording']['accuracy']:.3f}" if scores else "—"
         lat = f["latency_ms_1_thread"]
+        decisive = "—" if f["agreement_decisive"] is None else f"{f['agreement_decisive']:.3f}"
         lines.append(
             f"| {f['file']} | {f['bytes'] / 1e6:.2f} | {f['max_abs_diff_vs_torch']:.2e} | "
-            f"{f['agreement_with_torch']:.3f} | {acc} | {rec} | "
+            f"{f['probability_abs_diff']['p95']:.4f} | "
+            f"{f['agreement_with_torch']:.3f} / {decisive} | {acc} | {rec} | "
             f"{lat['median']:.2f} / {lat['p95']:.2f} |"
         )
     if "torch_scores" in report:
         t = report["torch_scores"]
         lines.append(
-            f"| PyTorch fp32 (reference) | — | — | — | {t['subclip']['accuracy']:.3f} | "
+            f"| PyTorch fp32 (reference) | — | — | — | — | {t['subclip']['accuracy']:.3f} | "
             f"{t['recording']['accuracy']:.3f} | — |"
         )
+    lines.append(
+        f"\nDecisive inputs: PyTorch's top class has probability >= {DECISIVE}; "
+        "the others sit on the decision boundary, where any rounding can flip them."
+    )
     for fmt, goals in report["goals"].items():
         lines += ["", f"## int8 goals, {fmt}", "", "| goal | measured | target | met |"]
         lines.append("|---|---|---|---|")

@@ -364,9 +364,11 @@ def render_midi(
             for job in todo:
                 record(job, _render_one(*args(job)))
         else:
+            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            spawn = multiprocessing.get_context("spawn")  # fork can deadlock a threaded parent
+            with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
                 futures = [(job, pool.submit(_render_one, *args(job))) for job in todo]
                 for job, fut in futures:
                     record(job, fut.result())
