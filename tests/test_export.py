@@ -382,3 +382,24 @@ def test_a_tflite_model_without_musemo_metadata_is_named(tmp_path):
     litert_torch.convert(torch.nn.Linear(4, 2).eval(), (torch.zeros(1, 4),)).export(str(plain))
     with pytest.raises(ParameterError, match="plain.tflite carries no musemo metadata"):
         read_tflite_metadata(plain.read_bytes(), source="plain.tflite")
+
+
+@pytest.mark.parametrize(
+    "model, int8",
+    [("resnet18", True), pytest.param("vgg16", False, marks=pytest.mark.slow)],
+)
+def test_the_larger_models_export_to_onnx(tmp_path, chord_recordings, model, int8):
+    folder, cache = chord_recordings
+    checkpoint = _train(tmp_path, folder, cache, model)
+    report = export_checkpoint(
+        checkpoint,
+        formats=["onnx"],
+        int8=int8,
+        calib=folder,
+        calib_size=40,
+        cache=cache,
+        out=tmp_path / "out",
+    )
+    assert report["files"]["onnx/fp32"]["max_abs_diff_vs_torch"] <= 1e-4
+    if int8:
+        assert report["files"]["onnx/int8"]["agreement_with_torch"] >= 0.9
