@@ -15,28 +15,18 @@ pytest.importorskip("sklearn")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU here", allow_module_level=True)
 
-from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
+from fixtures_audio import tiny_spec  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
 from musemo import train as train_module  # noqa: E402
-from musemo.data import holdout_split, load_dataset  # noqa: E402
 from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict  # noqa: E402
 
 CUDA_CONFIG = TrainConfig(model="squeezenet1_0", epochs=3, batch_size=16, lr=3e-3, device="cuda")
 
 
-@pytest.fixture(scope="module")
-def chord_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cuda")
-    folder = write_chord_dataset(root / "chords", per_label=8)
-    data, _ = load_dataset(folder, tiny_spec(), cache=root / "cache", progress=False)
-    train, val = holdout_split(data, val_fraction=0.25, seed=0)
-    return data, train, val
-
-
 @pytest.mark.parametrize("model", ["squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16"])
 def test_every_model_trains_with_bf16_autocast(tmp_path, chord_dataset, model):
-    data, train, val = chord_dataset
+    _, _, data, train, val = chord_dataset
     cfg = dataclasses.replace(CUDA_CONFIG, model=model, epochs=2, lr=None)
     metrics = fit(data, train, val, tiny_spec(), cfg, tmp_path / "run", progress=False)
     final = metrics["final"]
@@ -48,7 +38,7 @@ def test_every_model_trains_with_bf16_autocast(tmp_path, chord_dataset, model):
 
 
 def test_fp16_with_gradient_scaling_learns(tmp_path, chord_dataset, monkeypatch):
-    data, train, val = chord_dataset
+    _, _, data, train, val = chord_dataset
     monkeypatch.setattr(train_module, "_amp_dtype", lambda device, enabled: torch.float16)
     metrics = fit(data, train, val, tiny_spec(), CUDA_CONFIG, tmp_path / "run", progress=False)
     assert metrics["final"]["amp"] == "float16"
@@ -59,7 +49,7 @@ def test_fp16_with_gradient_scaling_learns(tmp_path, chord_dataset, monkeypatch)
 
 
 def test_gpu_checkpoint_predicts_like_on_the_cpu(tmp_path, chord_dataset):
-    data, train, val = chord_dataset
+    _, _, data, train, val = chord_dataset
     cfg = dataclasses.replace(CUDA_CONFIG, amp=False, epochs=2)
     fit(data, train, val, tiny_spec(), cfg, tmp_path / "run", progress=False)
     state = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -73,7 +63,7 @@ def test_gpu_checkpoint_predicts_like_on_the_cpu(tmp_path, chord_dataset):
 
 
 def test_resume_on_the_gpu(tmp_path, chord_dataset):
-    data, train, val = chord_dataset
+    _, _, data, train, val = chord_dataset
 
     def interrupt(entry):
         raise KeyboardInterrupt
@@ -85,7 +75,7 @@ def test_resume_on_the_gpu(tmp_path, chord_dataset):
 
 
 def test_out_of_memory_names_a_smaller_batch(tmp_path, chord_dataset):
-    data, train, val = chord_dataset
+    _, _, data, train, val = chord_dataset
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(0).total_memory
     # room for SqueezeNet's weights, not for a batch's activations

@@ -11,24 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
+from fixtures_audio import tiny_spec  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
 from musemo.cli import main  # noqa: E402
-from musemo.data import holdout_split, load_dataset  # noqa: E402
 from musemo.experiments import compare_models, cross_validate  # noqa: E402
 from musemo.spec import FeatureSpec  # noqa: E402
 from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def chord_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    folder = write_chord_dataset(root / "chords", per_label=8)
-    data, _ = load_dataset(folder, tiny_spec(), cache=root / "cache", progress=False)
-    train, val = holdout_split(data, val_fraction=0.25, seed=0)
-    return folder, root / "cache", data, train, val
-
 
 CONFIG = TrainConfig(model="squeezenet1_0", epochs=2, batch_size=16, lr=3e-3)
 
