@@ -38,7 +38,7 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" --junitxml="$
   tests/test_cuda.py tests/test_augment.py
 
 stage "training throughput, 128x431 (the paper's input)"
-timeout 120 python3 benchmarks/train_speed.py --device cuda --windows 3 --json "$out/train_speed.json"
+timeout 180 python3 benchmarks/train_speed.py --device cuda --windows 3 --json "$out/train_speed.json"
 
 # Cross-validation runs, '|'-separated argument lists for crossval.py run, e.g.
 #   CV_RUNS='--models squeezenet1_0 --epochs 30|--models resnet18 --mixup 0.2'
