@@ -29,7 +29,20 @@ def write_chord_dataset(
     return root
 
 
+TINY_SETTINGS = dict(sample_rate=TINY_SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
+# the same settings as ``musemo train`` options
+TINY_SPEC_ARGS = [
+    f"--{flag}={TINY_SETTINGS[key]:g}"
+    for flag, key in (
+        ("sr", "sample_rate"),
+        ("n-fft", "n_fft"),
+        ("hop-length", "hop_length"),
+        ("n-mels", "n_mels"),
+        ("clip-seconds", "clip_seconds"),
+    )
+]
+
+
 def tiny_spec(**overrides) -> musemo.FeatureSpec:
     """64 mels x 63 frames per 1 s sub-clip: small enough to train in seconds."""
-    settings = dict(sample_rate=TINY_SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
-    return musemo.FeatureSpec(**{**settings, **overrides})
+    return musemo.FeatureSpec(**{**TINY_SETTINGS, **overrides})

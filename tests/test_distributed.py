@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fixtures_audio import write_chord_dataset  # noqa: E402
+from fixtures_audio import TINY_SPEC_ARGS, write_chord_dataset  # noqa: E402
 
 
 @pytest.mark.slow
@@ -43,16 +43,7 @@ def test_torchrun_two_processes(tmp_path):
         str(out),
         "--val-fraction",
         "0.25",
-        "--sr",
-        "16000",
-        "--n-fft",
-        "1024",
-        "--hop-length",
-        "256",
-        "--n-mels",
-        "64",
-        "--clip-seconds",
-        "1",
+        *TINY_SPEC_ARGS,
     ]
     proc = subprocess.run(
         cmd,

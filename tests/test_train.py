@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from fixtures_audio import tiny_spec  # noqa: E402
+from fixtures_audio import TINY_SPEC_ARGS, tiny_spec  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
 from musemo.cli import main  # noqa: E402
@@ -163,18 +163,7 @@ def test_compare_models_with_the_baseline(tmp_path, chord_dataset):
 def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
     folder, cache, *_ = chord_dataset
     common = ["--data", str(folder), "--cache", str(cache), "--quiet", "--workers", "1"]
-    spec = [
-        "--sr",
-        "16000",
-        "--n-fft",
-        "1024",
-        "--hop-length",
-        "256",
-        "--n-mels",
-        "64",
-        "--clip-seconds",
-        "1",
-    ]
+    spec = TINY_SPEC_ARGS
     out = tmp_path / "run"
     assert (
         main(

@@ -259,7 +259,7 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import logging
 
-    from .exporter import export_checkpoint
+    from .exporter import export_checkpoint, report_markdown
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -277,8 +277,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         cache=args.cache,
         workers=args.workers,
     )
-    from .exporter import report_markdown
-
     print(report_markdown(report))
     return 0
 

@@ -224,7 +224,7 @@ def builtin_input(spec: FeatureSpec) -> np.ndarray:
 # ----------------------------------------------------------------------------- measuring
 
 
-def median_latency_ms(run, x: np.ndarray, *, repeats: int = 50, warmup: int = 5) -> dict:
+def latency_ms(run, x: np.ndarray, *, repeats: int = 50, warmup: int = 5) -> dict:
     """Median and 95th percentile wall time of ``run(x)`` in ms."""
     for _ in range(warmup):
         run(x)
@@ -335,6 +335,7 @@ def export_checkpoint(
     try:
         files: dict[str, dict] = {}
         for fmt in chosen:
+            source = _convertible(fmt, model, probe)
             for precision in precisions:
                 key = f"{fmt.name}/{precision}"
                 path = staging / planned[key]
@@ -347,7 +348,7 @@ def export_checkpoint(
                 with _step(f"{what} export", timings):
                     _write(
                         fmt,
-                        model,
+                        source,
                         info,
                         path,
                         probe,
@@ -376,6 +377,15 @@ def export_checkpoint(
     return report
 
 
+def _convertible(fmt: Format, model, probe: np.ndarray):
+    """The model as ``fmt``'s converter needs it (for TFLite, a ``litert_ready`` copy)."""
+    if fmt.name == "tflite":
+        from .tflite_export import litert_ready
+
+        return litert_ready(model, probe[:8])
+    return model
+
+
 def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp32) -> None:
     """Write one model file (the fp32 file of the format exists before its int8 one)."""
     if fmt.name == "onnx":
@@ -386,13 +396,12 @@ def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp
         else:
             quantize_onnx(fp32, info, path, calibration, method=method, exclude=keep_float)
     else:
-        from .tflite_export import export_tflite, litert_ready, quantize_tflite
+        from .tflite_export import export_tflite, quantize_tflite
 
-        ready = litert_ready(model, probe[:8])
         if info.precision == "fp32":
-            export_tflite(ready, info, path, probe)
+            export_tflite(model, info, path, probe)
         else:
-            quantize_tflite(ready, info, path, calibration, method=method)
+            quantize_tflite(model, info, path, calibration, method=method)
 
 
 def _runner(fmt: Format, path: Path):
@@ -429,7 +438,7 @@ def _measure(fmt: Format, path: Path, probe, torch_logits, data) -> dict:
             "p95": float(np.percentile(dp, 95)),
             "max": float(dp.max()),
         },
-        "latency_ms_1_thread": median_latency_ms(run, probe[:1]),
+        "latency_ms_1_thread": latency_ms(run, probe[:1]),
     }
     if data is not None and len(data.x):
         entry["scores"] = evaluation(

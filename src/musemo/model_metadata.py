@@ -115,28 +115,28 @@ class _FlatBuffer:
     def __init__(self, buf: bytes, source: str) -> None:
         self.buf, self.source = buf, source
 
-    def _bad(self, why: str) -> ParameterError:
+    def error(self, why: str) -> ParameterError:
         return ParameterError(f"{self.source} is not a valid TFLite model ({why})")
 
-    def _int(self, pos: int, size: int, signed: bool = False) -> int:
+    def integer(self, pos: int, size: int, signed: bool = False) -> int:
         if pos < 0 or pos + size > len(self.buf):
-            raise self._bad(f"offset {pos} outside the file")
+            raise self.error(f"offset {pos} outside the file")
         return int.from_bytes(self.buf[pos : pos + size], "little", signed=signed)
 
     def field(self, table: int, index: int) -> int | None:
-        vtable = table - self._int(table, 4, signed=True)
-        vt_size = self._int(vtable, 2)
+        vtable = table - self.integer(table, 4, signed=True)
+        vt_size = self.integer(vtable, 2)
         if 4 + 2 * index + 2 > vt_size:
             return None
-        off = self._int(vtable + 4 + 2 * index, 2)
+        off = self.integer(vtable + 4 + 2 * index, 2)
         return table + off if off else None
 
     def deref(self, pos: int) -> int:
-        return pos + self._int(pos, 4)
+        return pos + self.integer(pos, 4)
 
     def vector(self, pos: int) -> tuple[int, int]:
         start = self.deref(pos)
-        return start + 4, self._int(start, 4)
+        return start + 4, self.integer(start, 4)
 
     def table_vector(self, table: int, index: int) -> list[int]:
         pos = self.field(table, index)
@@ -144,13 +144,13 @@ class _FlatBuffer:
             return []
         start, n = self.vector(pos)
         if n > len(self.buf) // 4:
-            raise self._bad(f"a vector of {n} entries")
+            raise self.error(f"a vector of {n} entries")
         return [self.deref(start + 4 * i) for i in range(n)]
 
     def bytes_at(self, pos: int) -> bytes:
         start, n = self.vector(pos)
         if start + n > len(self.buf):
-            raise self._bad("a vector runs past the end")
+            raise self.error("a vector runs past the end")
         return self.buf[start : start + n]
 
 
@@ -166,12 +166,12 @@ def read_tflite_metadata(buf: bytes, *, source: str) -> ModelInfo:
         if name_pos is None or fb.bytes_at(name_pos) != METADATA_KEY.encode():
             continue
         index_pos = fb.field(entry, 1)
-        index = fb._int(index_pos, 4) if index_pos is not None else 0
+        index = fb.integer(index_pos, 4) if index_pos is not None else 0
         if index >= len(buffers):
-            raise fb._bad(f"metadata buffer {index} of {len(buffers)}")
+            raise fb.error(f"metadata buffer {index} of {len(buffers)}")
         data_pos = fb.field(buffers[index], 0)
         if data_pos is None:
-            raise fb._bad("the musemo metadata buffer is empty")
+            raise fb.error("the musemo metadata buffer is empty")
         return ModelInfo.from_json(fb.bytes_at(data_pos), source=source)
     raise ParameterError(
         f"{source} carries no musemo metadata: export it with musemo-export, "

@@ -60,15 +60,6 @@ class _Batches:
         x = next(self._inputs, None)
         return None if x is None else {INPUT_NAME: x}
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = self.get_next()
-        if batch is None:
-            raise StopIteration
-        return batch
-
 
 def quantize_onnx(
     fp32_path: str | os.PathLike,
