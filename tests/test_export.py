@@ -152,7 +152,7 @@ def test_int8_is_quantised_small_and_agrees(
     assert agreement >= 0.95
     i8 = report["files"]["onnx/int8"]
     assert set(i8["scores"]) == {"labels", "subclip", "recording"}
-    assert report["calibration"] == {"method": "minmax", "subclips": 48, "kept_float": []}
+    assert report["calibration"] == {"method": "auto", "subclips": 48, "kept_float": []}
     goals = report["goals"]["onnx"]
     expected = {"accuracy_drop_pp", "agreement", "speedup", "int8_size_mb"}
     if i8["decisive_inputs"]:
@@ -162,13 +162,38 @@ def test_int8_is_quantised_small_and_agrees(
     assert goals["int8_size_mb"]["value"] == pytest.approx(i8["bytes"] / 1e6)
 
 
+def test_auto_calibration_keeps_the_method_closest_to_pytorch(squeezenet_export):
+    _, report = squeezenet_export
+    for fmt in ("onnx", "tflite"):
+        chosen = report["files"][f"{fmt}/int8"]["calibration"]
+        trials = chosen["candidates"]
+        assert set(trials) == set(FORMATS[fmt].calibration)
+        assert chosen["checked_on"] > 0  # held-out training sub-clips, not the scored ones
+        best = max(
+            trials, key=lambda m: (trials[m]["agreement"], -trials[m]["probability_abs_diff_mean"])
+        )
+        assert chosen["method"] == best
+
+
+def _conv_weights(proto) -> dict:
+    """Each Conv node's name and its weight's element type, through a DequantizeLinear."""
+    tensors = {t.name: t for t in proto.graph.initializer}
+    made_by = {out: n for n in proto.graph.node for out in n.output}
+    types = {}
+    for node in proto.graph.node:
+        if node.op_type == "Conv":
+            w = node.input[1]
+            if w in made_by and made_by[w].op_type == "DequantizeLinear":
+                w = made_by[w].input[0]
+            types[node.name] = tensors[w].data_type
+    return types
+
+
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
-def test_other_calibration_methods_and_float_nodes(
+def test_other_calibration_methods_and_float_modules(
     tmp_path, mobilenet_checkpoint, chord_recordings, method
 ):
     folder, cache = chord_recordings
-    fp32 = onnx.load(str(_fp32_only(tmp_path / "plain", mobilenet_checkpoint)))
-    first_conv = next(n.name for n in fp32.graph.node if n.op_type == "Conv")
     report = export_checkpoint(
         mobilenet_checkpoint,
         int8=True,
@@ -176,21 +201,71 @@ def test_other_calibration_methods_and_float_nodes(
         calib_size=40,
         calib_method=method,
         formats=["onnx"],
-        keep_float=[first_conv],
+        keep_float=["features.0", "features.18"],
         cache=cache,
         out=tmp_path,
     )
-    assert report["calibration"]["method"] == method
-    proto = onnx.load(str(tmp_path / "mobilenet_v2.int8.onnx"))
-    kept = next(n for n in proto.graph.node if n.name == first_conv)
-    weight = next(t for t in proto.graph.initializer if t.name == kept.input[1])
-    assert weight.data_type == onnx.TensorProto.FLOAT  # left in float, as asked
+    assert report["files"]["onnx/int8"]["calibration"]["method"] == method
+    assert report["calibration"]["kept_float"] == ["features.0", "features.18"]
+    types = _conv_weights(onnx.load(str(tmp_path / "mobilenet_v2.int8.onnx")))
+    kept = {n for n in types if n.startswith(("features.0.", "features.18."))}
+    assert len(kept) == 2 and len(types) == 52  # the stem and the last 1x1 conv
+    assert {types[n] for n in kept} == {onnx.TensorProto.FLOAT}
+    assert {t for n, t in types.items() if n not in kept} == {onnx.TensorProto.INT8}
     assert report["files"]["onnx/int8"]["agreement_with_torch"] >= 0.8
 
 
-def _fp32_only(out, checkpoint):
-    export_checkpoint(checkpoint, formats=["onnx"], out=out)
-    return out / f"{load_checkpoint(checkpoint)['model']}.onnx"
+def test_onnx_nodes_are_named_after_their_modules(mobilenet_checkpoint, tmp_path):
+    export_checkpoint(mobilenet_checkpoint, formats=["onnx"], out=tmp_path)
+    names = [n.name for n in onnx.load(str(tmp_path / "mobilenet_v2.onnx")).graph.node]
+    assert len(set(names)) == len(names)
+    assert names[0] == "features.0.1/Conv"  # the stem conv, batch norm folded in
+    assert "classifier.1/Gemm" in names
+
+
+def test_mobilenet_tflite_int8_is_integer_but_for_the_float_modules(
+    tmp_path, mobilenet_checkpoint, chord_recordings
+):
+    folder, cache = chord_recordings
+    common = dict(formats=["tflite"], int8=True, calib=folder, calib_size=40, cache=cache)
+    export_checkpoint(mobilenet_checkpoint, calib_method="minmax", out=tmp_path / "d", **common)
+    export_checkpoint(
+        mobilenet_checkpoint, calib_method="minmax", keep_float=[], out=tmp_path / "i", **common
+    )
+    default, integer = (_tflite_ops(tmp_path / f / "mobilenet_v2.int8.tflite") for f in ("d", "i"))
+    # All int8: residual additions included (found only by a strict export), no
+    # DEQUANTIZE or QUANTIZE anywhere, int8 in and out.
+    assert integer["ops"]["ADD"] == 10 and not {"DEQUANTIZE", "QUANTIZE"} & set(integer["ops"])
+    assert integer["input"] == np.int8
+    # The default keeps MobileNetV2's stem and first block in float: float input,
+    # one QUANTIZE where the int8 part starts, and float32 weights for those 3 convs.
+    assert default["input"] == np.float32
+    assert default["ops"]["QUANTIZE"] == 1
+    assert default["float_conv_weights"] == 3 and integer["float_conv_weights"] == 0
+    # Inner tensors are named by index; the input and output keep their names.
+    assert all(n.startswith("t") for n in default["inner_names"])
+
+
+def _tflite_ops(path) -> dict:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    graph = model.subgraphs[0]
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops: dict[str, int] = {}
+    float_convs = 0
+    for op in graph.operators:
+        name = codes[model.operatorCodes[op.opcodeIndex].builtinCode]
+        ops[name] = ops.get(name, 0) + 1
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            float_convs += graph.tensors[op.inputs[1]].type == schema.TensorType.FLOAT32
+    io = {*graph.inputs, *graph.outputs}
+    return {
+        "ops": ops,
+        "input": TfliteRunner(path).input["dtype"],
+        "float_conv_weights": float_convs,
+        "inner_names": [t.name.decode() for i, t in enumerate(graph.tensors) if i not in io],
+    }
 
 
 def test_without_calibration_data_it_checks_on_the_builtin_recording(
@@ -300,7 +375,7 @@ def test_command_lines(tmp_path, squeezenet_checkpoint, chord_recordings, capsys
     )
     assert code == 0
     assert "| chords.int8.onnx |" in capsys.readouterr().out
-    assert any("onnx int8 (minmax) export: done in" in r.message for r in caplog.records)
+    assert any("onnx int8 export: done in" in r.message for r in caplog.records)
     assert (tmp_path / "a" / "chords.int8.onnx").is_file()
     args = ["export", str(squeezenet_checkpoint), "--out", str(tmp_path / "b"), "--format", "onnx"]
     assert main(args) == 0
@@ -312,7 +387,7 @@ def test_command_lines(tmp_path, squeezenet_checkpoint, chord_recordings, capsys
 
 def test_tflite_refusals(tmp_path, squeezenet_checkpoint, chord_recordings):
     folder, _ = chord_recordings
-    with pytest.raises(ParameterError, match="tflite calibrates with minmax, histogram"):
+    with pytest.raises(ParameterError, match="tflite calibrates with auto, minmax, histogram"):
         export_checkpoint(
             squeezenet_checkpoint,
             formats=["tflite"],
@@ -321,8 +396,17 @@ def test_tflite_refusals(tmp_path, squeezenet_checkpoint, chord_recordings):
             calib_method="entropy",
             out=tmp_path,
         )
-    with pytest.raises(ParameterError, match="tflite cannot keep nodes in float"):
+    with pytest.raises(ParameterError, match="--keep-float applies to int8 files"):
         export_checkpoint(squeezenet_checkpoint, formats=["tflite"], keep_float=["x"], out=tmp_path)
+    with pytest.raises(ParameterError, match="no such module.*did you mean 'features.0'"):
+        export_checkpoint(
+            squeezenet_checkpoint,
+            formats=["tflite"],
+            int8=True,
+            calib=folder,
+            keep_float=["featurs.0"],
+            out=tmp_path,
+        )
     with pytest.raises(ParameterError, match="tflite export takes .*not vgg16"):
         exporter_module.check_request(
             ["tflite"], "vgg16", int8=False, calib=None, calib_method="minmax"

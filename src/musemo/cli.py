@@ -270,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         calib=args.calib,
         calib_method=args.calib_method,
         calib_size=args.calib_size,
-        keep_float=args.keep_float,
+        keep_float=[] if args.keep_float == ["none"] else args.keep_float,
         out=args.out,
         name=args.name,
         force=args.force,
@@ -294,13 +294,18 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", help="recordings (folder or manifest) to calibrate and score on")
     p.add_argument(
         "--calib-method",
-        default="minmax",
-        help=f"int8 calibration: {', '.join(CALIBRATION_METHODS)} (what each format takes: "
-        "onnx minmax/percentile/entropy, tflite minmax/histogram)",
+        default="auto",
+        help=f"int8 calibration: {', '.join(CALIBRATION_METHODS)} (onnx takes "
+        "minmax/percentile/entropy, tflite minmax/histogram; auto tries each and keeps the "
+        "closest to fp32 on held-out training sub-clips)",
     )
     p.add_argument("--calib-size", type=int, default=256, help="calibration sub-clips")
     p.add_argument(
-        "--keep-float", nargs="+", default=[], metavar="NODE", help="ONNX nodes left in float"
+        "--keep-float",
+        nargs="+",
+        metavar="MODULE",
+        help="modules left in float in int8 files, e.g. features.0 (default: the "
+        "architecture's sensitive stem for mobilenet_v2, none for the others; 'none': none)",
     )
     p.add_argument("--out", help="output folder (default: the checkpoint's)")
     p.add_argument("--name", help="file name stem (default: the architecture)")

@@ -38,13 +38,12 @@ log = logging.getLogger("musemo.export")
 @dataclasses.dataclass(frozen=True)
 class Format:
     """One export format: file suffix, architectures, int8 calibration methods (none: no
-    int8), whether nodes can be kept in float, batch size, and what it needs installed."""
+    int8), batch size, and what it needs installed."""
 
     name: str
     suffix: str
     architectures: tuple[str, ...]
     calibration: tuple[str, ...]
-    keep_float: bool
     batch: int  # -1: free
     requires: tuple[str, ...]
     extra: str
@@ -56,7 +55,6 @@ FORMATS = {
         suffix=".onnx",
         architectures=MODELS,
         calibration=("minmax", "percentile", "entropy"),
-        keep_float=True,
         batch=-1,
         requires=("onnx", "onnxruntime", "onnxscript"),
         extra="export",
@@ -66,13 +64,14 @@ FORMATS = {
         suffix=".tflite",
         architectures=("squeezenet1_0", "mobilenet_v2", "resnet18"),
         calibration=("minmax", "histogram"),
-        keep_float=False,
         batch=1,
         requires=("litert_torch", "ai_edge_litert"),
         extra="tflite",
     ),
 }
-CALIBRATION_METHODS = tuple(dict.fromkeys(m for f in FORMATS.values() for m in f.calibration))
+# "auto" quantises with each of the format's methods and keeps the best on held-out
+# training sub-clips.
+CALIBRATION_METHODS = ("auto", *dict.fromkeys(m for f in FORMATS.values() for m in f.calibration))
 
 # What int8 must keep, from the export issue; the report shows each beside its measurement.
 GOALS = {
@@ -82,6 +81,13 @@ GOALS = {
     "int8_size_mb": {"squeezenet1_0": 0.9, "mobilenet_v2": 2.7},
 }
 MIN_CALIBRATION = 32
+
+# Modules left in float in int8 files unless the caller names others. MobileNetV2's stem
+# conv and first block see the one-channel log-mel at full resolution: keeping them in
+# float halved the int8 logit error on held-out *training* sub-clips (one-at-a-time
+# sensitivity of every layer, benchmarks/int8_sensitivity.py) for under 1% of its
+# multiply-adds.
+KEEP_FLOAT = {"mobilenet_v2": ("features.0", "features.1")}
 
 
 def _nearest(word: str, choices: Sequence[str]) -> str:
@@ -111,14 +117,12 @@ def check_request(
             raise ParameterError(
                 f"{name} export takes {', '.join(fmt.architectures)}, not {architecture}"
             )
-        if int8 and calib_method not in fmt.calibration:
+        if int8 and calib_method != "auto" and calib_method not in fmt.calibration:
             raise ParameterError(
                 f"calibration method {calib_method!r}"
-                f"{_nearest(calib_method, fmt.calibration)}: {name} calibrates with "
-                f"{', '.join(fmt.calibration)}"
+                f"{_nearest(calib_method, ('auto', *fmt.calibration))}: {name} calibrates "
+                f"with auto, {', '.join(fmt.calibration)}"
             )
-        if keep_float and not fmt.keep_float:
-            raise ParameterError(f"{name} cannot keep nodes in float; drop --keep-float")
         missing = [m for m in fmt.requires if importlib.util.find_spec(m) is None]
         if missing:
             raise ParameterError(
@@ -127,6 +131,8 @@ def check_request(
         chosen.append(fmt)
     if not chosen:
         raise ParameterError(f"no format given: use one or more of {', '.join(FORMATS)}")
+    if keep_float and not int8:
+        raise ParameterError("--keep-float applies to int8 files: add --int8")
     if int8 and calib is None:
         raise ParameterError(
             "--int8 needs --calib DATA: real recordings (a folder or manifest) from the "
@@ -140,10 +146,12 @@ def check_request(
 
 @dataclasses.dataclass
 class ExportData:
-    """Normalised ``(n, 1, n_mels, frames)`` inputs: calibration sub-clips and the
+    """Normalised ``(n, 1, n_mels, frames)`` inputs: calibration sub-clips, held-out
+    training sub-clips that choose between calibration methods (``check``), and the
     labelled sub-clips the exported files are scored on."""
 
     calibration: np.ndarray
+    check: np.ndarray
     x: np.ndarray
     labels: np.ndarray
     recordings: np.ndarray
@@ -163,7 +171,8 @@ def export_data(
     """Features of ``calib`` computed with the checkpoint's spec.
 
     Sub-clips of the checkpoint's validation recordings (its ``split.json``) are
-    scored and never calibrated on; up to ``calib_size`` of the others calibrate.
+    scored and never calibrated on; up to ``calib_size`` of the others calibrate and
+    up to ``calib_size`` further ones form ``check`` (empty when none are left).
     Data holding none of the validation recordings is split in two by recording.
     """
     from .data import load_dataset
@@ -194,15 +203,20 @@ def export_data(
             f"int8 calibration needs at least {MIN_CALIBRATION}"
         )
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(candidates, min(calib_size, len(candidates)), replace=False))
+    order = rng.permutation(candidates)
+    chosen = np.sort(order[:calib_size])
+    check = np.sort(order[calib_size : 2 * calib_size])
     rows = np.flatnonzero(scored)
 
     def inputs(idx: np.ndarray) -> np.ndarray:
+        if not len(idx):
+            return np.empty((0, 1, *spec.clip_shape), np.float32)
         x = (data.stack(idx) - spec.input_mean) / spec.input_std
         return x[:, None].astype(np.float32)
 
     return ExportData(
         calibration=inputs(chosen),
+        check=inputs(check),
         x=inputs(rows),
         labels=data.labels[rows],
         recordings=data.index[rows, 0],
@@ -261,9 +275,9 @@ def export_checkpoint(
     formats: Sequence[str] | None = None,
     int8: bool = False,
     calib: str | os.PathLike | None = None,
-    calib_method: str = "minmax",
+    calib_method: str = "auto",
     calib_size: int = 256,
-    keep_float: Sequence[str] = (),
+    keep_float: Sequence[str] | None = None,
     out: str | os.PathLike | None = None,
     name: str | None = None,
     force: bool = False,
@@ -275,7 +289,8 @@ def export_checkpoint(
     Writes ``NAME.onnx``, ``NAME.tflite`` (``formats``, default: every format that
     takes the architecture) and, with ``int8``, ``NAME.int8.onnx`` and
     ``NAME.int8.tflite`` into ``out`` (default: the checkpoint's folder).
-    ``keep_float`` names ONNX nodes left in float.
+    ``keep_float`` names modules (``features.0``) left in float in the int8 files;
+    ``None`` takes the architecture's default (``KEEP_FLOAT``), ``()`` quantises all.
     """
     import torch
 
@@ -283,6 +298,8 @@ def export_checkpoint(
 
     state = load_checkpoint(checkpoint)
     architecture = state["model"]
+    explicit_keep = keep_float is not None
+    keep_float = tuple(keep_float) if explicit_keep else KEEP_FLOAT.get(architecture, ())
     if formats is None:
         formats = [f.name for f in FORMATS.values() if architecture in f.architectures]
     chosen = check_request(
@@ -291,7 +308,7 @@ def export_checkpoint(
         int8=int8,
         calib=calib,
         calib_method=calib_method,
-        keep_float=keep_float,
+        keep_float=keep_float if explicit_keep else (),
     )
     spec = FeatureSpec.from_dict(state["spec"])
     labels = tuple(state["labels"])
@@ -312,6 +329,13 @@ def export_checkpoint(
 
     timings: dict[str, float] = {}
     model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
+    modules = [name for name, _ in model.named_modules() if name]
+    for m in keep_float:
+        if m not in modules:
+            raise ParameterError(
+                f"--keep-float {m!r}: {architecture} has no such module"
+                f"{_nearest(m, modules)}; name modules such as {', '.join(modules[:3])}"
+            )
     data = None
     if calib is not None:
         with _step(f"features of {calib}", timings):
@@ -328,7 +352,10 @@ def export_checkpoint(
         torch_logits = np.concatenate(
             [model(torch.from_numpy(probe[i : i + 64])).numpy() for i in range(0, len(probe), 64)]
         )
-    calibration = [x[None] for x in data.calibration] if int8 else []
+    check_logits = None
+    if int8:
+        with torch.inference_mode():
+            check_logits = model(torch.from_numpy(data.check)).numpy() if len(data.check) else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".musemo-export-", dir=out_dir))
@@ -342,23 +369,27 @@ def export_checkpoint(
                 info = ModelInfo(
                     spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
                 )
-                what = f"{fmt.name} {precision}" + (
-                    f" ({calib_method})" if precision == "int8" else ""
-                )
+                what = f"{fmt.name} {precision}"
                 with _step(f"{what} export", timings):
-                    _write(
-                        fmt,
-                        source,
-                        info,
-                        path,
-                        probe,
-                        calibration,
-                        calib_method,
-                        keep_float,
-                        fp32=staging / planned[f"{fmt.name}/fp32"],
-                    )
-                with _step(f"{fmt.name} {precision} measurements", timings):
+                    if precision == "fp32":
+                        _write(fmt, source, info, path, probe, [], "", ())
+                    else:
+                        methods = fmt.calibration if calib_method == "auto" else (calib_method,)
+                        trials = _quantize_best(
+                            fmt,
+                            source,
+                            info,
+                            path,
+                            data,
+                            methods,
+                            keep_float,
+                            check_logits,
+                            fp32=staging / planned[f"{fmt.name}/fp32"],
+                        )
+                with _step(f"{what} measurements", timings):
                     files[key] = _measure(fmt, path, probe, torch_logits, data)
+                if precision == "int8":
+                    files[key]["calibration"] = trials
         report = _report(
             state, files, data, timings, int8=int8, method=calib_method, keep_float=keep_float
         )
@@ -386,7 +417,7 @@ def _convertible(fmt: Format, model, probe: np.ndarray):
     return model
 
 
-def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp32) -> None:
+def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp32=None) -> None:
     """Write one model file (the fp32 file of the format exists before its int8 one)."""
     if fmt.name == "onnx":
         from .onnx_export import export_onnx, quantize_onnx
@@ -394,14 +425,48 @@ def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp
         if info.precision == "fp32":
             export_onnx(model, info, path)
         else:
-            quantize_onnx(fp32, info, path, calibration, method=method, exclude=keep_float)
+            quantize_onnx(fp32, info, path, calibration, method=method, keep_float=keep_float)
     else:
         from .tflite_export import export_tflite, quantize_tflite
 
         if info.precision == "fp32":
             export_tflite(model, info, path, probe)
         else:
-            quantize_tflite(model, info, path, calibration, method=method)
+            quantize_tflite(model, info, path, calibration, method=method, keep_float=keep_float)
+
+
+def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logits, *, fp32):
+    """Write the int8 file calibrated with each of ``methods``; keep the one closest to
+    PyTorch on the held-out training sub-clips (agreement, then mean top-class
+    probability difference). Returns each method's figures and the choice."""
+    calibration = [x[None] for x in data.calibration]
+    trials: dict[str, dict] = {}
+    for method in methods:
+        candidate = path.with_name(f"{path.name}.{method}")
+        _write(fmt, model, info, candidate, None, calibration, method, keep_float, fp32=fp32)
+        if check_logits is not None and len(methods) > 1:
+            logits = _runner(fmt, candidate)(data.check)
+            p_torch, p_file = _softmax(check_logits), _softmax(logits)
+            trials[method] = {
+                "agreement": float((logits.argmax(1) == check_logits.argmax(1)).mean()),
+                "probability_abs_diff_mean": float(np.abs(p_file - p_torch).max(1).mean()),
+            }
+            log.info("%s int8 with %s calibration: %s", fmt.name, method, trials[method])
+    best = min(
+        methods,
+        key=lambda m: (
+            -trials[m]["agreement"] if m in trials else 0,
+            trials[m]["probability_abs_diff_mean"] if m in trials else 0,
+        ),
+    )
+    os.replace(path.with_name(f"{path.name}.{best}"), path)
+    for method in methods:
+        path.with_name(f"{path.name}.{method}").unlink(missing_ok=True)
+    return {
+        "method": best,
+        "checked_on": len(data.check) if trials else 0,
+        "candidates": trials,
+    }
 
 
 def _runner(fmt: Format, path: Path):
@@ -504,10 +569,27 @@ def report_markdown(report: dict) -> str:
     if report["calibration"]:
         c = report["calibration"]
         kept = ", ".join(c["kept_float"]) or "none"
-        lines.append(
-            f"int8: static QDQ, per-channel int8 weights, {c['method']} calibration on "
-            f"{c['subclips']} training sub-clips; nodes kept in float: {kept}."
+        chosen = ", ".join(
+            f"{f['file']} {f['calibration']['method']}"
+            for f in report["files"].values()
+            if "calibration" in f
         )
+        lines.append(
+            f"int8: per-channel int8 weights, int8 activations calibrated on {c['subclips']} "
+            f"training sub-clips ({c['method']}: {chosen}); modules kept in float: {kept}."
+        )
+        for f in report["files"].values():
+            trials = f.get("calibration", {}).get("candidates")
+            if trials:
+                tried = "; ".join(
+                    f"{m} agreement {t['agreement']:.3f}, mean probability diff "
+                    f"{t['probability_abs_diff_mean']:.4f}"
+                    for m, t in trials.items()
+                )
+                lines.append(
+                    f"{f['file']}: on {f['calibration']['checked_on']} held-out training "
+                    f"sub-clips, {tried}."
+                )
     lines += [
         "",
         "| file | size MB | max abs diff vs PyTorch (logits) | probability diff p95 | "

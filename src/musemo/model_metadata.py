@@ -105,7 +105,7 @@ def read_onnx_metadata(custom: dict[str, str], *, source: str) -> ModelInfo:
 
 # ----------------------------------------------------------------------------- TFLite
 
-_TFLITE_ID = b"TFL3"
+TFLITE_FILE_ID = b"TFL3"
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6  # field ids in the Model table of schema.fbs
 
 
@@ -156,8 +156,8 @@ class _FlatBuffer:
 
 def read_tflite_metadata(buf: bytes, *, source: str) -> ModelInfo:
     """The ModelInfo stored in a TFLite flatbuffer's metadata (no TFLite library needed)."""
-    if len(buf) < 8 or buf[4:8] != _TFLITE_ID:
-        raise ParameterError(f"{source} is not a TFLite model (no {_TFLITE_ID!r} identifier)")
+    if len(buf) < 8 or buf[4:8] != TFLITE_FILE_ID:
+        raise ParameterError(f"{source} is not a TFLite model (no {TFLITE_FILE_ID!r} identifier)")
     fb = _FlatBuffer(buf, source)
     model = fb.deref(0)
     buffers = fb.table_vector(model, _MODEL_BUFFERS)
@@ -197,5 +197,5 @@ def write_tflite_metadata(buf: bytes, info: ModelInfo) -> bytes:
     entry.name, entry.buffer = METADATA_KEY.encode(), len(model.buffers) - 1
     model.metadata.append(entry)
     builder = flatbuffers.Builder(len(buf) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=_TFLITE_ID)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_FILE_ID)
     return bytes(builder.Output())

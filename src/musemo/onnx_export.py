@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import collections
 import os
 import tempfile
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from .model_metadata import ModelInfo, write_onnx_metadata
 OPSET = 18
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "logits"
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 
 
 def export_onnx(model, info: ModelInfo, path: str | os.PathLike) -> None:
@@ -36,10 +39,32 @@ def export_onnx(model, info: ModelInfo, path: str | os.PathLike) -> None:
         verbose=False,
     )
     proto = program.model_proto
+    _name_by_module(proto)
     _strip(proto)
     write_onnx_metadata(proto, info)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save_model(proto, str(path), save_as_external_data=False)
+
+
+def _name_by_module(proto) -> None:
+    """Name each node after the module that computes it (``features.0.1/Conv``), from the
+    exporter's name scopes, so that ``keep_float`` can name modules in ONNX and TFLite alike."""
+    seen: collections.Counter = collections.Counter()
+    for node in proto.graph.node:
+        scopes = next(
+            (ast.literal_eval(p.value) for p in node.metadata_props if p.key == NAME_SCOPES), []
+        )
+        module = scopes[-2] if len(scopes) > 1 else ""  # the last scope is the op itself
+        base = f"{module}/{node.op_type}" if module else node.op_type
+        seen[base] += 1
+        node.name = base if seen[base] == 1 else f"{base}_{seen[base] - 1}"
+
+
+def in_modules(node_name: str, modules: Sequence[str]) -> bool:
+    """Whether the node named ``node_name`` by ``_name_by_module`` lies inside one of
+    ``modules`` (qualified module names such as ``features.0``)."""
+    module = node_name.split("/", 1)[0] if "/" in node_name else ""
+    return any(module == m or module.startswith(m + ".") for m in modules)
 
 
 def _strip(proto) -> None:
@@ -68,13 +93,14 @@ def quantize_onnx(
     inputs: Sequence[np.ndarray],
     *,
     method: str = "minmax",
-    exclude: Sequence[str] = (),
+    keep_float: Sequence[str] = (),
 ) -> None:
     """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations),
     calibrated on ``inputs`` (normalised real sub-clips, one per array).
 
-    ``exclude`` names nodes kept in float. The fp32 file is first run through
-    onnxruntime's pre-processing (shape inference, graph optimisation)."""
+    ``keep_float`` names modules (``features.0``) whose nodes stay in float. The fp32
+    file is first run through onnxruntime's pre-processing (shape inference, graph
+    optimisation)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -92,6 +118,7 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory(prefix="musemo-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        exclude = [n.name for n in onnx.load(str(pre)).graph.node if in_modules(n.name, keep_float)]
         quantize_static(
             str(pre),
             str(Path(tmp) / "int8.onnx"),
@@ -101,7 +128,7 @@ def quantize_onnx(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
-            nodes_to_exclude=list(exclude),
+            nodes_to_exclude=exclude,
             extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
         )
         proto = onnx.load(str(Path(tmp) / "int8.onnx"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_metadata import ModelInfo, write_tflite_metadata
+from .model_metadata import TFLITE_FILE_ID, ModelInfo, write_tflite_metadata
 
 
 def _floor_max_pool():
@@ -62,8 +62,25 @@ def litert_ready(model, probe: np.ndarray):
     return ready
 
 
+def _short_names(buf: bytes) -> bytes:
+    """``buf`` with its inner tensors named by index (``t17``): the converter's names are
+    debugging text, 56 kB of an int8 MobileNetV2. Input and output names stay."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    for graph in model.subgraphs:
+        keep = {*graph.inputs, *graph.outputs}
+        for i, tensor in enumerate(graph.tensors):
+            if i not in keep:
+                tensor.name = f"t{i}".encode()
+    builder = flatbuffers.Builder(len(buf) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_FILE_ID)
+    return bytes(builder.Output())
+
+
 def _save(buf: bytes, info: ModelInfo, path: str | os.PathLike) -> None:
-    Path(path).write_bytes(write_tflite_metadata(buf, info))
+    Path(path).write_bytes(write_tflite_metadata(_short_names(buf), info))
 
 
 def _converted_bytes(edge_model) -> bytes:
@@ -89,13 +106,15 @@ def quantize_tflite(
     inputs: Sequence[np.ndarray],
     *,
     method: str = "minmax",
+    keep_float: Sequence[str] = (),
 ) -> None:
     """int8 TFLite (int8 weights per channel, int8 activations, int8 input and output)
     calibrated on ``inputs`` (normalised real sub-clips, ``(1, 1, n_mels, frames)`` each).
 
     ``minmax`` keeps every activation's whole observed range; ``histogram``
     (PT2E's default) trims ranges to minimise the quantisation error, which can
-    clip a network's output."""
+    clip a network's output. ``keep_float`` names modules (``features.0``) left in
+    float; where the first layer is one of them, the input stays float32."""
     import litert_torch
     import torch
     from litert_torch.quantize import pt2e_quantizer
@@ -112,7 +131,10 @@ def quantize_tflite(
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(config)
     sample = (torch.from_numpy(inputs[0]),)
-    graph = torch.export.export(model, sample).module()
+    # Strict export records which Python operator made each node; the quantiser finds
+    # additions (MobileNetV2's residuals) by it and would otherwise leave them in float.
+    graph = torch.export.export(model, sample, strict=True).module()
+    _leave_in_float(graph, keep_float)
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.inference_mode():
         for x in inputs:
@@ -120,6 +142,17 @@ def quantize_tflite(
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
     edge = litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     _save(_converted_bytes(edge), info, path)
+
+
+def _leave_in_float(graph, modules: Sequence[str]) -> None:
+    """Mark the nodes of ``modules`` as annotated without quantisation specs, so that the
+    quantiser passes them by."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    for node in graph.graph.nodes:
+        stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        if any(m in stack for m in modules):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
 
 
 class TfliteRunner:
