@@ -42,3 +42,37 @@ def chord_dataset(tmp_path_factory):
     data, _ = load_dataset(folder, tiny_spec(), cache=root / "cache", progress=False)
     train, val = holdout_split(data, val_fraction=0.25, seed=0)
     return folder, root / "cache", data, train, val
+
+
+@pytest.fixture(scope="session")
+def chord_recordings(tmp_path_factory):
+    """(folder, cache) of 20 major/minor chord recordings of 4.2 s."""
+    from fixtures_audio import write_chord_dataset
+
+    root = tmp_path_factory.mktemp("export")
+    folder = write_chord_dataset(root / "chords", per_label=10)
+    return folder, root / "cache"
+
+
+@pytest.fixture(scope="session")
+def squeezenet_checkpoint(tmp_path_factory, chord_recordings):
+    pytest.importorskip("torch")
+    from fixtures_models import train_tiny
+
+    folder, cache = chord_recordings
+    return train_tiny(tmp_path_factory.mktemp("runs"), folder, cache, "squeezenet1_0")
+
+
+@pytest.fixture(scope="session")
+def squeezenet_export(tmp_path_factory, squeezenet_checkpoint, chord_recordings):
+    """(folder, report) of the tiny SqueezeNet exported to every format, fp32 and int8."""
+    for module in ("onnx", "onnxruntime", "onnxscript", "litert_torch", "ai_edge_litert"):
+        pytest.importorskip(module)
+    from musemo.exporter import export_checkpoint
+
+    folder, cache = chord_recordings
+    out = tmp_path_factory.mktemp("exported")
+    report = export_checkpoint(
+        squeezenet_checkpoint, int8=True, calib=folder, calib_size=48, cache=cache, out=out
+    )
+    return out, report

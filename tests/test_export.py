@@ -17,54 +17,25 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from fixtures_audio import tiny_spec, write_chord_dataset  # noqa: E402
+from fixtures_audio import write_chord_dataset  # noqa: E402
+from fixtures_models import train_tiny  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
 from musemo import exporter as exporter_module  # noqa: E402
+from musemo.backends import TfliteBackend  # noqa: E402
 from musemo.cli import export_main, main  # noqa: E402
-from musemo.data import holdout_split, load_dataset  # noqa: E402
+from musemo.data import load_dataset  # noqa: E402
 from musemo.exporter import FORMATS, export_checkpoint  # noqa: E402
 from musemo.model_metadata import read_onnx_metadata, read_tflite_metadata  # noqa: E402
 from musemo.spec import FeatureSpec  # noqa: E402
-from musemo.tflite_export import TfliteRunner, litert_ready  # noqa: E402
-from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def chord_recordings(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    folder = write_chord_dataset(root / "chords", per_label=10)
-    return folder, root / "cache"
-
-
-def _train(root, folder, cache, model: str):
-    data, _ = load_dataset(folder, tiny_spec(), cache=cache, progress=False)
-    train, val = holdout_split(data, val_fraction=0.25, seed=0)
-    cfg = TrainConfig(model=model, epochs=2, batch_size=16, lr=3e-3 if "squeeze" in model else None)
-    fit(data, train, val, tiny_spec(), cfg, root / model, progress=False)
-    return root / model / "last.pt"
-
-
-@pytest.fixture(scope="module")
-def squeezenet_checkpoint(tmp_path_factory, chord_recordings):
-    folder, cache = chord_recordings
-    return _train(tmp_path_factory.mktemp("runs"), folder, cache, "squeezenet1_0")
+from musemo.tflite_export import litert_ready  # noqa: E402
+from musemo.train import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mobilenet_checkpoint(tmp_path_factory, chord_recordings):
     folder, cache = chord_recordings
-    return _train(tmp_path_factory.mktemp("runs"), folder, cache, "mobilenet_v2")
-
-
-@pytest.fixture(scope="module")
-def squeezenet_export(tmp_path_factory, squeezenet_checkpoint, chord_recordings):
-    folder, cache = chord_recordings
-    out = tmp_path_factory.mktemp("exported")
-    report = export_checkpoint(
-        squeezenet_checkpoint, int8=True, calib=folder, calib_size=48, cache=cache, out=out
-    )
-    return out, report
+    return train_tiny(tmp_path_factory.mktemp("runs"), folder, cache, "mobilenet_v2")
 
 
 def _real_inputs(checkpoint, folder, cache) -> tuple[np.ndarray, object]:
@@ -262,7 +233,7 @@ def _tflite_ops(path) -> dict:
     io = {*graph.inputs, *graph.outputs}
     return {
         "ops": ops,
-        "input": TfliteRunner(path).input["dtype"],
+        "input": TfliteBackend(path).input["dtype"],
         "float_conv_weights": float_convs,
         "inner_names": [t.name.decode() for i, t in enumerate(graph.tensors) if i not in io],
     }
@@ -431,11 +402,11 @@ def test_tflite_files_match_pytorch_and_int8_agrees(
     x, model = _real_inputs(squeezenet_checkpoint, *chord_recordings)
     with torch.inference_mode():
         want = model(torch.from_numpy(x)).numpy()
-    fp32 = TfliteRunner(out / "squeezenet1_0.tflite")
-    np.testing.assert_allclose(fp32(x), want, atol=1e-4, rtol=0)
-    int8 = TfliteRunner(out / "squeezenet1_0.int8.tflite")
+    fp32 = TfliteBackend(out / "squeezenet1_0.tflite")
+    np.testing.assert_allclose(fp32.logits(x), want, atol=1e-4, rtol=0)
+    int8 = TfliteBackend(out / "squeezenet1_0.int8.tflite")
     assert int8.input["dtype"] == np.int8  # quantised end to end, the runner scales
-    assert (int8(x).argmax(1) == want.argmax(1)).mean() >= 0.95
+    assert (int8.logits(x).argmax(1) == want.argmax(1)).mean() >= 0.95
     sizes = {k: f["bytes"] for k, f in report["files"].items()}
     assert sizes["tflite/int8"] < sizes["tflite/fp32"] / 3
 
@@ -474,7 +445,7 @@ def test_a_tflite_model_without_musemo_metadata_is_named(tmp_path):
 )
 def test_the_larger_models_export_to_onnx(tmp_path, chord_recordings, model, int8):
     folder, cache = chord_recordings
-    checkpoint = _train(tmp_path, folder, cache, model)
+    checkpoint = train_tiny(tmp_path, folder, cache, model)
     report = export_checkpoint(
         checkpoint,
         formats=["onnx"],

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text
+from .backends import open_model
 from .errors import ParameterError
 from .metrics import evaluation
 from .model_metadata import ModelInfo
@@ -442,10 +443,10 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
     calibration = [x[None] for x in data.calibration]
     trials: dict[str, dict] = {}
     for method in methods:
-        candidate = path.with_name(f"{path.name}.{method}")
+        candidate = path.with_name(f"{method}.{path.name}")
         _write(fmt, model, info, candidate, None, calibration, method, keep_float, fp32=fp32)
         if check_logits is not None and len(methods) > 1:
-            logits = _runner(fmt, candidate)(data.check)
+            logits = open_model(candidate).logits(data.check)
             p_torch, p_file = _softmax(check_logits), _softmax(logits)
             trials[method] = {
                 "agreement": float((logits.argmax(1) == check_logits.argmax(1)).mean()),
@@ -459,9 +460,9 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
             trials[m]["probability_abs_diff_mean"] if m in trials else 0,
         ),
     )
-    os.replace(path.with_name(f"{path.name}.{best}"), path)
+    os.replace(path.with_name(f"{best}.{path.name}"), path)
     for method in methods:
-        path.with_name(f"{path.name}.{method}").unlink(missing_ok=True)
+        path.with_name(f"{method}.{path.name}").unlink(missing_ok=True)
     return {
         "method": best,
         "checked_on": len(data.check) if trials else 0,
@@ -469,23 +470,11 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
     }
 
 
-def _runner(fmt: Format, path: Path):
-    """A function from normalised inputs ``(n, 1, n_mels, frames)`` to logits, one thread."""
-    if fmt.name == "onnx":
-        from .onnx_export import onnx_logits, onnx_session
-
-        session = onnx_session(path, threads=1)
-        return lambda x: onnx_logits(session, x)
-    from .tflite_export import TfliteRunner
-
-    return TfliteRunner(path, threads=1)
-
-
 DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
 
 
 def _measure(fmt: Format, path: Path, probe, torch_logits, data) -> dict:
-    run = _runner(fmt, path)
+    run = open_model(path).logits
     logits = run(probe)
     p_torch, p_file = _softmax(torch_logits), _softmax(logits)
     same = logits.argmax(1) == torch_logits.argmax(1)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import INPUT_NAME, OUTPUT_NAME
 from .model_metadata import ModelInfo, write_onnx_metadata
 
 OPSET = 18
-INPUT_NAME = "logmel"
-OUTPUT_NAME = "logits"
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 
 
@@ -136,24 +135,3 @@ def quantize_onnx(
     write_onnx_metadata(proto, info)
     onnx.checker.check_model(proto)
     onnx.save_model(proto, str(path), save_as_external_data=False)
-
-
-def onnx_session(path: str | os.PathLike, *, threads: int = 1):
-    """An onnxruntime CPU session running on ``threads`` threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_logits(session, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """Logits of ``x`` ``(n, 1, n_mels, frames)`` float32, in batches."""
-    out = [
-        session.run([OUTPUT_NAME], {INPUT_NAME: x[i : i + batch_size]})[0]
-        for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(out).astype(np.float32)

@@ -153,34 +153,3 @@ def _leave_in_float(graph, modules: Sequence[str]) -> None:
         stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
         if any(m in stack for m in modules):
             node.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
-
-
-class TfliteRunner:
-    """LiteRT interpreter for one model file; quantises int8 inputs and outputs itself."""
-
-    def __init__(self, path: str | os.PathLike, *, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Logits of ``x`` ``(n, 1, n_mels, frames)`` float32, one sub-clip at a time."""
-        out = np.empty((len(x), self.output["shape"][-1]), np.float32)
-        in_scale, in_zero = self.input["quantization"]
-        out_scale, out_zero = self.output["quantization"]
-        for i in range(len(x)):
-            xi = x[i : i + 1]
-            if self.input["dtype"] != np.float32:
-                info = np.iinfo(self.input["dtype"])
-                xi = np.clip(np.rint(xi / in_scale) + in_zero, info.min, info.max)
-                xi = xi.astype(self.input["dtype"])
-            self.interpreter.set_tensor(self.input["index"], xi)
-            self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])[0]
-            if self.output["dtype"] != np.float32:
-                y = (y.astype(np.float32) - out_zero) * out_scale
-            out[i] = y
-        return out
