@@ -1,4 +1,4 @@
-"""The ``musemo`` command line: demo, features, train, evaluate."""
+"""The ``musemo`` command line: demo, features, train, evaluate, export, infer."""
 
 from __future__ import annotations
 
@@ -315,6 +315,81 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    import warnings
+
+    from .edge import Classifier
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    clf = Classifier(
+        args.model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad
+    )
+    if args.live:
+        return _infer_live(clf, args)
+    if not args.files:
+        raise ParameterError("give audio files to classify, or --live")
+    failed = 0
+    results = []
+    for path in args.files:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = clf.predict_file(path)
+        except (AudioError, ParameterError, OSError) as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        results.append(result.to_dict())
+        if not args.json:
+            p = result.probabilities[result.label]
+            windows = " ".join(w.label or "-" for w in result.windows)
+            print(f"{path}: {result.label} ({p:.2f}) over {len(result.windows)} windows: {windows}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def _infer_live(clf, args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .live import classify_live, microphone
+
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    chunks, sr = microphone(device=device, seconds=args.seconds)
+    every = clf.spec.clip_hop_samples / clf.spec.sample_rate
+    print(f"listening at {sr} Hz; a result every {every:g} s (Ctrl-C stops)", file=sys.stderr)
+
+    def show(w) -> None:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(w)), flush=True)
+        elif w.silent:
+            print(f"{w.start:8.1f} s  (silence)", flush=True)
+        else:
+            print(f"{w.start:8.1f} s  {w.label} ({w.probabilities[w.label]:.2f})", flush=True)
+
+    classify_live(clf, chunks, sr=sr, on_result=show)
+    return 0
+
+
+def add_infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an exported .onnx or .tflite model (musemo-export)")
+    p.add_argument("files", nargs="*", help="audio files to classify")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--threads", type=int, default=1, help="inference threads")
+    p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
+    p.add_argument("--no-pad", action="store_true", help="refuse audio shorter than one window")
+    p.add_argument("--live", action="store_true", help="classify the microphone (musemo[live])")
+    p.add_argument("--device", help="input device name or index for --live")
+    p.add_argument("--seconds", type=float, help="stop --live after this much audio")
+    p.set_defaults(func=cmd_infer)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -471,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_arguments(
         sub.add_parser("export", help="export a checkpoint to ONNX (fp32 and int8) with a report")
+    )
+    add_infer_arguments(
+        sub.add_parser(
+            "infer", help="classify audio files or the microphone with an exported model"
+        )
     )
     return parser
 

@@ -1,0 +1,291 @@
+"""The edge runtime: classify files, arrays or a live stream with an exported model.
+
+Torch-free: numpy, the C++ feature engine, soxr, and onnxruntime or LiteRT for the
+model file. The feature spec and labels come from the model file itself.
+
+    >>> clf = Classifier("squeezenet1_0.int8.tflite")
+    >>> clf.predict_file("song.wav").label
+    'happy'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from .audio import load_audio
+from .backends import open_model
+from .data import normalise_loudness, subclips
+from .errors import AudioError, ParameterError
+from .extractor import MelExtractor
+from .validation import is_number
+
+SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowResult:
+    """One window: where it lies (seconds from the start), its label and class
+    probabilities; a silent window has label ``None`` and no probabilities."""
+
+    start: float
+    end: float
+    label: str | None
+    probabilities: dict[str, float]
+
+    @property
+    def silent(self) -> bool:
+        return self.label is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A whole recording: its windows and the label of their mean probabilities
+    (silent windows left out). ``padded``: shorter than one window, padded with silence."""
+
+    source: str
+    duration: float
+    label: str
+    probabilities: dict[str, float]
+    windows: list[WindowResult]
+    padded: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _as_mono(y, *, what: str) -> np.ndarray:
+    """``y`` ``(n,)`` or ``(channels, n)`` (librosa's layout) as float32 mono, checked."""
+    arr = np.asarray(y)
+    if not (np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize in (4, 8)):
+        raise ParameterError(
+            f"{what} must be float32 or float64 samples in [-1, 1], got dtype {arr.dtype}"
+        )
+    if arr.ndim == 2:
+        arr = arr.mean(axis=0)
+    elif arr.ndim != 1:
+        raise ParameterError(f"{what} must be (n,) or (channels, n), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        raise AudioError(f"{what} holds NaN or infinite samples (first at sample {bad[0]})")
+    return arr
+
+
+def _check_sr(sr) -> int:
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr={sr!r}: must be a positive integer sample rate (Hz)")
+    return int(sr)
+
+
+class Classifier:
+    """An exported musemo model (``.onnx`` or ``.tflite``) with its feature extractor.
+
+    ``hop_seconds`` spaces the windows (default: the model's sub-clip hop, i.e. as it was
+    trained); audio shorter than one window is padded with silence and a warning, or
+    refused with ``pad_short=False``. Calls are not thread-safe: give each thread its
+    own ``Classifier``.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        threads: int = 1,
+        hop_seconds: float | None = None,
+        pad_short: bool = True,
+    ) -> None:
+        self.backend = open_model(model_path, threads=threads)
+        self.info = self.backend.info
+        spec = self.info.spec
+        if spec.input_mean is None or spec.input_std is None:
+            raise ParameterError(
+                f"{Path(model_path).name}: its feature spec has no input statistics"
+            )
+        if hop_seconds is not None:
+            if not is_number(hop_seconds) or hop_seconds <= 0:
+                raise ParameterError(f"hop_seconds={hop_seconds!r}: must be a positive number")
+            spec = dataclasses.replace(spec, clip_hop_seconds=float(hop_seconds))
+        self.spec = spec
+        self.labels = self.info.labels
+        self.pad_short = pad_short
+        self.extractor = MelExtractor(spec)
+        self._silence = 10 ** (SILENCE_DBFS / 20)
+
+    def __repr__(self) -> str:
+        return (
+            f"Classifier({self.backend.path.name!r}, {self.info.architecture} "
+            f"{self.info.precision} on {self.backend.name}, labels={list(self.labels)})"
+        )
+
+    # ------------------------------------------------------------------ windows
+
+    def classify_windows(self, windows: np.ndarray, start: float = 0.0) -> list[WindowResult]:
+        """Label ``(n, clip_samples)`` windows at the model's rate; window ``i`` starts at
+        ``start + i * hop`` seconds."""
+        s = self.spec
+        rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+        loud = rms >= self._silence
+        probs = np.zeros((len(windows), len(self.labels)), np.float32)
+        if loud.any():
+            mel = self.extractor.compute(windows[loud])
+            x = ((mel - s.input_mean) / s.input_std)[:, None].astype(np.float32)
+            probs[loud] = _softmax(self.backend.logits(x))
+        hop, size = s.clip_hop_samples / s.sample_rate, s.clip_samples / s.sample_rate
+        out = []
+        for i, p in enumerate(probs):
+            t0 = start + i * hop
+            if loud[i]:
+                label = self.labels[int(p.argmax())]
+                out.append(
+                    WindowResult(t0, t0 + size, label, dict(zip(self.labels, map(float, p))))
+                )
+            else:
+                out.append(WindowResult(t0, t0 + size, None, {}))
+        return out
+
+    # ------------------------------------------------------------------ whole recordings
+
+    def predict_array(self, y, sr: int, *, source: str = "array") -> Result:
+        """Classify audio ``y`` (``(n,)`` or ``(channels, n)``, float) at rate ``sr``."""
+        y = _as_mono(y, what=source)
+        sr = _check_sr(sr)
+        s = self.spec
+        if len(y) == 0:
+            raise AudioError(f"{source} holds no samples")
+        if sr != s.sample_rate:
+            y = soxr.resample(y, sr, s.sample_rate, quality="HQ").astype(np.float32)
+        duration = len(y) / s.sample_rate
+        padded = len(y) < s.clip_samples
+        if padded:
+            message = (
+                f"{source} lasts {duration:.2f} s, shorter than the model's "
+                f"{s.clip_seconds:g} s window"
+            )
+            if not self.pad_short:
+                raise AudioError(message)
+            warnings.warn(f"{message}: padded with silence", stacklevel=2)
+            y = np.pad(y, (0, s.clip_samples - len(y)))
+        if s.loudness_dbfs is not None:
+            y = normalise_loudness(y, s.loudness_dbfs)
+        windows = self.classify_windows(subclips(y, dataclasses.replace(s, loudness_dbfs=None)))
+        heard = [w for w in windows if not w.silent]
+        if not heard:
+            raise AudioError(
+                f"{source} is silent (below {SILENCE_DBFS:g} dBFS): nothing to classify"
+            )
+        mean = np.mean([[w.probabilities[k] for k in self.labels] for w in heard], axis=0)
+        return Result(
+            source=source,
+            duration=duration,
+            label=self.labels[int(mean.argmax())],
+            probabilities=dict(zip(self.labels, map(float, mean))),
+            windows=windows,
+            padded=padded,
+        )
+
+    def predict_file(self, path: str | os.PathLike) -> Result:
+        """Classify an audio file (any format soundfile reads; stereo is mixed down)."""
+        y, sr = load_audio(path, mono=True)
+        return self.predict_array(y, sr, source=str(path))
+
+    # ------------------------------------------------------------------ streams
+
+    def open_stream(self, *, sr: int) -> Stream:
+        """A push-style stream: ``feed`` it chunks at ``sr`` Hz, get windows as they complete."""
+        return Stream(self, sr=sr)
+
+    def stream(self, chunks: Iterable, *, sr: int) -> Iterator[WindowResult]:
+        """Yield each window's result as soon as the chunks (any sizes) complete it."""
+        stream = self.open_stream(sr=sr)
+        for chunk in chunks:
+            yield from stream.feed(chunk)
+        yield from stream.close()
+
+
+class Stream:
+    """Windows over audio arriving in chunks of any size, in bounded memory.
+
+    Chunks are resampled to the model's rate as they come (soxr's streaming
+    resampler), written into a ring buffer one window long, and each window is
+    classified the moment its last sample arrives. A bad chunk (NaN, wrong shape)
+    raises before the stream's state changes, so the caller can skip it and go on.
+    """
+
+    def __init__(self, classifier: Classifier, *, sr: int) -> None:
+        self.classifier = classifier
+        s = classifier.spec
+        self.sr = _check_sr(sr)
+        self._resampler = (
+            None
+            if self.sr == s.sample_rate
+            else soxr.ResampleStream(self.sr, s.sample_rate, 1, dtype="float32", quality="HQ")
+        )
+        self._size, self._hop = s.clip_samples, s.clip_hop_samples
+        self._ring = np.zeros(self._size, np.float32)
+        self._written = 0  # samples (at the model's rate) received so far
+        self._next_end = self._size  # where the next window ends
+        self.windows = 0
+
+    def feed(self, chunk) -> list[WindowResult]:
+        """Add a chunk (``(n,)`` or ``(channels, n)`` float at the stream's rate); returns
+        the windows it completed (often none)."""
+        y = _as_mono(chunk, what="audio chunk")
+        if self._resampler is not None:
+            y = self._resampler.resample_chunk(y)
+        return self._windows(y)
+
+    def close(self) -> list[WindowResult]:
+        """End of input: the resampler's last samples, and the windows they complete."""
+        if self._resampler is None:
+            return []
+        tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        self._resampler = None
+        return self._windows(tail)
+
+    def _windows(self, y: np.ndarray) -> list[WindowResult]:
+        done = []
+        while len(y):
+            take = min(len(y), self._next_end - self._written)
+            self._write(y[:take])
+            y = y[take:]
+            if self._written == self._next_end:
+                done.append(self._window())
+                self._next_end += self._hop
+        if not done:
+            return []
+        spec = self.classifier.spec
+        first_start = (self._next_end - self._hop * len(done) - self._size) / spec.sample_rate
+        windows = np.stack(done)
+        if spec.loudness_dbfs is not None:  # each window alone: a stream has no end to wait for
+            windows = np.stack([normalise_loudness(w, spec.loudness_dbfs) for w in windows])
+        results = self.classifier.classify_windows(windows, start=first_start)
+        self.windows += len(results)
+        return results
+
+    def _write(self, piece: np.ndarray) -> None:
+        n = len(piece)
+        if n > self._size:  # only the last window's worth can still be needed
+            self._written += n - self._size
+            piece, n = piece[-self._size :], self._size
+        at = self._written % self._size
+        first = min(n, self._size - at)
+        self._ring[at : at + first] = piece[:first]
+        self._ring[: n - first] = piece[first:]
+        self._written += n
+
+    def _window(self) -> np.ndarray:
+        at = self._written % self._size
+        return np.concatenate([self._ring[at:], self._ring[:at]])
