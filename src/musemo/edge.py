@@ -78,9 +78,9 @@ def _as_mono(y, *, what: str) -> np.ndarray:
     elif arr.ndim != 1:
         raise ParameterError(f"{what} must be (n,) or (channels, n), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if len(bad):
-        raise AudioError(f"{what} holds NaN or infinite samples (first at sample {bad[0]})")
+    if not np.isfinite(arr).all():
+        first = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise AudioError(f"{what} holds NaN or infinite samples (first at sample {first})")
     return arr
 
 
@@ -119,6 +119,7 @@ class Classifier:
                 raise ParameterError(f"hop_seconds={hop_seconds!r}: must be a positive number")
             spec = dataclasses.replace(spec, clip_hop_seconds=float(hop_seconds))
         self.spec = spec
+        self._cut = dataclasses.replace(spec, loudness_dbfs=None)  # loudness is done first
         self.labels = self.info.labels
         self.pad_short = pad_short
         self.extractor = MelExtractor(spec)
@@ -136,13 +137,14 @@ class Classifier:
         """Label ``(n, clip_samples)`` windows at the model's rate; window ``i`` starts at
         ``start + i * hop`` seconds."""
         s = self.spec
-        rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
-        loud = rms >= self._silence
+        power = np.einsum("ij,ij->i", windows, windows) / windows.shape[1]
+        loud = power >= self._silence**2
         probs = np.zeros((len(windows), len(self.labels)), np.float32)
         if loud.any():
-            mel = self.extractor.compute(windows[loud])
-            x = ((mel - s.input_mean) / s.input_std)[:, None].astype(np.float32)
-            probs[loud] = _softmax(self.backend.logits(x))
+            mel = self.extractor.compute(windows if loud.all() else windows[loud])
+            mel -= np.float32(s.input_mean)
+            mel *= np.float32(1.0 / s.input_std)
+            probs[loud] = _softmax(self.backend.logits(mel[:, None]))
         hop, size = s.clip_hop_samples / s.sample_rate, s.clip_samples / s.sample_rate
         out = []
         for i, p in enumerate(probs):
@@ -180,7 +182,7 @@ class Classifier:
             y = np.pad(y, (0, s.clip_samples - len(y)))
         if s.loudness_dbfs is not None:
             y = normalise_loudness(y, s.loudness_dbfs)
-        windows = self.classify_windows(subclips(y, dataclasses.replace(s, loudness_dbfs=None)))
+        windows = self.classify_windows(subclips(y, self._cut))
         heard = [w for w in windows if not w.silent]
         if not heard:
             raise AudioError(

@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Models, audio and answers to check another machine's edge runtime against.
+
+``make``: on the training machine (torch installed), train a tiny SqueezeNet and
+MobileNetV2 on synthetic chords for a few steps, export each to int8 ONNX and TFLite,
+and write sample audio plus this machine's answers (per-window labels and
+probabilities) to ``OUT/reference.json``.
+
+``check``: on the other machine (the edge runtime only), classify the same audio with
+the same files and compare with the reference: the same label wherever the reference
+is decisive (top probability >= 0.5 + MARGIN) and probabilities within TOLERANCE.
+
+    python export/raspberry-pi/reference.py make OUT
+    python export/raspberry-pi/reference.py check OUT
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+TOLERANCE = 0.03  # max |probability difference| between machines, per window
+MARGIN = 0.05  # windows closer than this to the decision boundary may flip
+SR = 16000
+MODELS = ("squeezenet1_0", "mobilenet_v2")
+FILES = [f"{a}.int8.{ext}" for a in MODELS for ext in ("onnx", "tflite")]
+CHORDS = {"happy": (262.0, 330.0, 392.0), "sad": (262.0, 311.0, 392.0)}
+
+
+def _chords(root: Path, per_label: int, seconds: float, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    for label, freqs in CHORDS.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for k in range(per_label):
+            shift = rng.uniform(0.8, 1.25)
+            y = 0.2 * sum(np.sin(2 * np.pi * f * shift * t) for f in freqs)
+            y += 0.01 * rng.standard_normal(len(t))
+            sf.write(root / label / f"{label}{k}.wav", y.astype(np.float32), SR)
+    return root
+
+
+def _answers(out: Path) -> dict:
+    from musemo.edge import Classifier
+
+    answers = {}
+    for name in FILES:
+        clf = Classifier(out / name)
+        for wav in sorted((out / "audio").rglob("*.wav")):
+            result = clf.predict_file(wav)
+            answers[f"{name}|{wav.relative_to(out)}"] = [
+                [w.probabilities[k] for k in clf.labels] for w in result.windows
+            ]
+    return answers
+
+
+def make(out: Path) -> None:
+    from musemo import FeatureSpec
+    from musemo.data import holdout_split, load_dataset
+    from musemo.exporter import export_checkpoint
+    from musemo.train import TrainConfig, fit
+
+    spec = FeatureSpec(sample_rate=SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
+    train_root = _chords(out / "train", per_label=10, seconds=4.2, seed=0)
+    _chords(out / "audio", per_label=3, seconds=3.5, seed=1)
+    data, _ = load_dataset(train_root, spec, cache=out / "cache", progress=False)
+    train, val = holdout_split(data, val_fraction=0.25, seed=0)
+    for model in MODELS:
+        cfg = TrainConfig(model=model, epochs=2, batch_size=16, device="cpu")
+        fit(data, train, val, spec, cfg, out / "runs" / model, progress=False)
+        export_checkpoint(
+            out / "runs" / model / "last.pt",
+            int8=True,
+            calib=train_root,
+            calib_size=48,
+            cache=out / "cache",
+            out=out,
+            force=True,
+        )
+    reference = {"machine": platform.machine(), "answers": _answers(out)}
+    (out / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    print(f"reference of {len(reference['answers'])} (model, file) pairs written to {out}")
+
+
+def check(out: Path) -> int:
+    reference = json.loads((out / "reference.json").read_text())
+    here = _answers(out)
+    worst, flips, windows = 0.0, [], 0
+    for key, want in reference["answers"].items():
+        got = np.array(here[key])
+        want = np.array(want)
+        windows += len(want)
+        worst = max(worst, float(np.abs(got - want).max()))
+        decisive = want.max(1) >= 0.5 + MARGIN
+        flipped = decisive & (got.argmax(1) != want.argmax(1))
+        flips += [f"{key} window {i}" for i in np.flatnonzero(flipped)]
+    print(
+        f"{platform.machine()} against {reference['machine']}: {len(here)} (model, file) "
+        f"pairs, {windows} windows; largest probability difference {worst:.4f} "
+        f"(tolerance {TOLERANCE}); label flips on decisive windows: {len(flips)}"
+    )
+    for f in flips:
+        print(f"  flipped: {f}")
+    return 0 if worst <= TOLERANCE and not flips else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
+        sys.exit(__doc__)
+    target = Path(sys.argv[2])
+    if sys.argv[1] == "make":
+        target.mkdir(parents=True, exist_ok=True)
+        make(target)
+    else:
+        sys.exit(check(target))
