@@ -255,17 +255,21 @@ def plot(rows: list[dict], path: Path) -> None:
 
     single = [r for r in rows if r["threads"] == 1]
     names = [r["file"].replace("librosa + PyTorch eager", "librosa+torch") for r in single]
-    feats = [r["features_ms"]["median"] for r in single]
-    infer = [r["inference_ms"]["median"] for r in single]
+    feats = np.array([r["features_ms"]["median"] for r in single])
+    infer = np.array([r["inference_ms"]["median"] for r in single])
+    total = np.array([r["end_to_end_ms"]["median"] for r in single])
+    rest = np.maximum(total - feats - infer, 0)
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(single) + 1.5))
     ypos = np.arange(len(single))
     ax.barh(ypos, feats, label="features")
     ax.barh(ypos, infer, left=feats, label="inference")
+    ax.barh(ypos, rest, left=feats + infer, label="the rest of end to end")
+    for y, t in zip(ypos, total):
+        ax.text(t, y, f" {t:.2f}", va="center", fontsize=8)
     ax.set_yticks(ypos, names)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("ms per 5 s window, one thread (median; log scale)")
-    ax.legend(loc="lower right")
+    ax.set_xlabel("ms per 5 s window, one thread (medians of separately timed parts)")
+    ax.legend(loc="upper right")
     ax.set_title("musemo edge runtime: where the milliseconds go")
     fig.tight_layout()
     with atomic_path(path) as tmp:

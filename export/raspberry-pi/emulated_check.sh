@@ -43,11 +43,10 @@ grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null \
 
 # --- the reference, on this machine -------------------------------------------
 mkdir -p "$work"
-if [ ! -f "$work/models/reference.json" ]; then
-  say "training, exporting and answering on $(uname -m)"
-  "$python_host" "$kit/reference.py" make "$work/models" >"$work/reference.log" 2>&1 \
-    || { tail -30 "$work/reference.log"; exit 1; }
-fi
+rm -rf "$work/models"  # always from this source tree; only the root file system is reused
+say "training, exporting and answering on $(uname -m)"
+"$python_host" "$kit/reference.py" make "$work/models" >"$work/reference.log" 2>&1 \
+  || { tail -30 "$work/reference.log"; exit 1; }
 
 # --- the root file system -----------------------------------------------------
 mirror="${MUSEMO_DEBIAN_MIRROR:-}"
@@ -97,6 +96,9 @@ Hardware	: BCM2835
 Model		: Raspberry Pi 4 Model B Rev 1.4
 EOF
 mount --bind "$work/cpuinfo" "$rootfs/proc/cpuinfo" && mounted+=("$rootfs/proc/cpuinfo")
+mkdir -p "$rootfs/sys/devices/system/cpu"  # cpuinfo (in onnxruntime) reads these too
+echo 0-1 >"$rootfs/sys/devices/system/cpu/possible"
+echo 0-1 >"$rootfs/sys/devices/system/cpu/present"
 cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
 cert="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
 [ -f "$cert" ] && cp -L "$cert" "$rootfs/etc/ssl/certs/host-ca.crt"
@@ -127,5 +129,5 @@ if run /opt/musemo-venv/bin/python /root/musemo-src/export/raspberry-pi/referenc
 else
   status=1
 fi
-say "done ($(du -sh "$work" | cut -f1) in $work)"
+say "done ($(du -shx "$work" 2>/dev/null | cut -f1) in $work)"
 exit $status

@@ -83,12 +83,19 @@ GOALS = {
 }
 MIN_CALIBRATION = 32
 
-# Modules left in float in int8 files unless the caller names others. MobileNetV2's stem
-# conv and first block see the one-channel log-mel at full resolution: keeping them in
-# float halved the int8 logit error on held-out *training* sub-clips (one-at-a-time
-# sensitivity of every layer, benchmarks/int8_sensitivity.py) for under 1% of its
-# multiply-adds.
-KEEP_FLOAT = {"mobilenet_v2": ("features.0", "features.1")}
+# Modules left in float in int8 files unless the caller names others, per (format,
+# architecture). MobileNetV2's stem conv and first block see the one-channel log-mel at
+# full resolution: keeping them in float cut the int8 logit error on held-out *training*
+# sub-clips by 38% (one-at-a-time sensitivity of every layer,
+# benchmarks/int8_sensitivity.py) for under 1% of its multiply-adds. SqueezeNet's
+# one-channel 7x7 stem becomes an int8 depthwise convolution in LiteRT that made the whole
+# int8 model only 1.7x faster than fp32; in float it runs 3.1x faster (onnxruntime runs
+# its float stem slower: none there).
+KEEP_FLOAT = {
+    ("onnx", "mobilenet_v2"): ("features.0", "features.1"),
+    ("tflite", "mobilenet_v2"): ("features.0", "features.1"),
+    ("tflite", "squeezenet1_0"): ("features.0",),
+}
 
 
 def _nearest(word: str, choices: Sequence[str]) -> str:
@@ -172,8 +179,8 @@ def export_data(
     """Features of ``calib`` computed with the checkpoint's spec.
 
     Sub-clips of the checkpoint's validation recordings (its ``split.json``) are
-    scored and never calibrated on; up to ``calib_size`` of the others calibrate and
-    up to ``calib_size`` further ones form ``check`` (empty when none are left).
+    scored and never calibrated on; of the others, up to ``calib_size`` calibrate and
+    up to ``calib_size`` further ones (at most half) form ``check``.
     Data holding none of the validation recordings is split in two by recording.
     """
     from .data import load_dataset
@@ -204,9 +211,14 @@ def export_data(
             f"int8 calibration needs at least {MIN_CALIBRATION}"
         )
     rng = np.random.default_rng(seed)
+    # Held-out training sub-clips choose the calibration method: up to calib_size, but
+    # never more than half the candidates nor so many that calibration gets too few.
+    n = len(candidates)
+    n_check = max(0, min(calib_size, n // 2, n - MIN_CALIBRATION))
+    n_calib = min(calib_size, n - n_check)
     order = rng.permutation(candidates)
-    chosen = np.sort(order[:calib_size])
-    check = np.sort(order[calib_size : 2 * calib_size])
+    chosen = np.sort(order[:n_calib])
+    check = np.sort(order[n_calib : n_calib + n_check])
     rows = np.flatnonzero(scored)
 
     def inputs(idx: np.ndarray) -> np.ndarray:
@@ -291,7 +303,8 @@ def export_checkpoint(
     takes the architecture) and, with ``int8``, ``NAME.int8.onnx`` and
     ``NAME.int8.tflite`` into ``out`` (default: the checkpoint's folder).
     ``keep_float`` names modules (``features.0``) left in float in the int8 files;
-    ``None`` takes the architecture's default (``KEEP_FLOAT``), ``()`` quantises all.
+    ``None`` takes each format's default for the architecture (``KEEP_FLOAT``), ``()``
+    quantises all.
     """
     import torch
 
@@ -299,8 +312,7 @@ def export_checkpoint(
 
     state = load_checkpoint(checkpoint)
     architecture = state["model"]
-    explicit_keep = keep_float is not None
-    keep_float = tuple(keep_float) if explicit_keep else KEEP_FLOAT.get(architecture, ())
+    requested_keep = None if keep_float is None else tuple(keep_float)
     if formats is None:
         formats = [f.name for f in FORMATS.values() if architecture in f.architectures]
     chosen = check_request(
@@ -309,7 +321,7 @@ def export_checkpoint(
         int8=int8,
         calib=calib,
         calib_method=calib_method,
-        keep_float=keep_float if explicit_keep else (),
+        keep_float=requested_keep or (),
     )
     spec = FeatureSpec.from_dict(state["spec"])
     labels = tuple(state["labels"])
@@ -331,7 +343,13 @@ def export_checkpoint(
     timings: dict[str, float] = {}
     model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
     modules = [name for name, _ in model.named_modules() if name]
-    for m in keep_float:
+    keep = {
+        fmt.name: requested_keep
+        if requested_keep is not None
+        else KEEP_FLOAT.get((fmt.name, architecture), ())
+        for fmt in chosen
+    }
+    for m in dict.fromkeys(m for kept in keep.values() for m in kept):
         if m not in modules:
             raise ParameterError(
                 f"--keep-float {m!r}: {architecture} has no such module"
@@ -383,7 +401,7 @@ def export_checkpoint(
                             path,
                             data,
                             methods,
-                            keep_float,
+                            keep[fmt.name],
                             check_logits,
                             fp32=staging / planned[f"{fmt.name}/fp32"],
                         )
@@ -392,7 +410,7 @@ def export_checkpoint(
                 if precision == "int8":
                     files[key]["calibration"] = trials
         report = _report(
-            state, files, data, timings, int8=int8, method=calib_method, keep_float=keep_float
+            state, files, data, timings, int8=int8, method=calib_method, keep_float=requested_keep
         )
         if data is not None and len(data.x):
             report["torch_scores"] = evaluation(
@@ -465,6 +483,7 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
         path.with_name(f"{method}.{path.name}").unlink(missing_ok=True)
     return {
         "method": best,
+        "kept_float": list(keep_float),
         "checked_on": len(data.check) if trials else 0,
         "candidates": trials,
     }
@@ -517,7 +536,7 @@ def _report(state, files, data, timings, *, int8, method, keep_float) -> dict:
         report["calibration"] = {
             "method": method,
             "subclips": len(data.calibration),
-            "kept_float": list(keep_float),
+            "kept_float": "default" if keep_float is None else list(keep_float),
         }
         for fmt in FORMATS:
             f32, i8 = files.get(f"{fmt}/fp32"), files.get(f"{fmt}/int8")
@@ -557,15 +576,16 @@ def report_markdown(report: dict) -> str:
     ]
     if report["calibration"]:
         c = report["calibration"]
-        kept = ", ".join(c["kept_float"]) or "none"
-        chosen = ", ".join(
-            f"{f['file']} {f['calibration']['method']}"
+        chosen = "; ".join(
+            f"{f['file']}: {f['calibration']['method']}, kept in float: "
+            f"{', '.join(f['calibration']['kept_float']) or 'nothing'}"
             for f in report["files"].values()
             if "calibration" in f
         )
         lines.append(
             f"int8: per-channel int8 weights, int8 activations calibrated on {c['subclips']} "
-            f"training sub-clips ({c['method']}: {chosen}); modules kept in float: {kept}."
+            f"training sub-clips (calibration {c['method']}, modules in float "
+            f"{'by default' if c['kept_float'] == 'default' else 'as asked'}): {chosen}."
         )
         for f in report["files"].values():
             trials = f.get("calibration", {}).get("candidates")
