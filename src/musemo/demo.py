@@ -26,7 +26,8 @@ def run_demo(
 ) -> dict:
     """The main job on built-in data: features of a built-in recording (plotted, and
     timed against librosa and numpy), then a small synthetic raga set, its feature
-    cache, SqueezeNet trained on the CPU beside the baseline, grouped and random splits."""
+    cache, SqueezeNet trained on the CPU beside the baseline, grouped and random splits,
+    and the trained model exported to int8 and run by the torch-free edge runtime."""
     from .plotting import plot_melspectrogram
 
     out = Path(out_dir)
@@ -68,6 +69,7 @@ def run_demo(
     }
     if train:
         result["training"] = _train_demo(out, per_raga=per_raga, epochs=epochs)
+        result["deployment"] = _deploy_demo(out, wav)
     write_text(out / "demo.json", json.dumps(result, indent=2))
     print(f"written to {out / 'demo.json'}")
     return result
@@ -109,3 +111,44 @@ def _train_demo(out: Path, *, per_raga: int, epochs: int) -> list[dict]:
     print(markdown_table(rows))
     print(f"   curves and confusion matrices: {out / 'runs' / 'grouped' / 'squeezenet1_0'}/*.png")
     return rows
+
+
+def _deploy_demo(out: Path, wav: Path) -> dict | None:
+    """Export the grouped-split SqueezeNet (fp32 and int8, ONNX and TFLite) and classify
+    the built-in recording with the edge runtime."""
+    import importlib.util
+    import logging
+
+    from .exporter import FORMATS, export_checkpoint, report_markdown
+
+    needs = [m for f in FORMATS.values() for m in f.requires]
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = "pip install 'musemo[export,tflite]'"
+        print(f"7. export skipped: needs {', '.join(missing)} ({extra})")
+        return None
+    from .edge import Classifier
+
+    logging.getLogger("musemo.export").setLevel(logging.WARNING)
+    models = out / "models"
+    print("7. exporting squeezenet1_0 to ONNX and TFLite, fp32 and calibrated int8 ...")
+    report = export_checkpoint(
+        out / "runs" / "grouped" / "squeezenet1_0" / "last.pt",
+        int8=True,
+        calib=out / "ragas",
+        cache=out / "cache",
+        out=models,
+        force=True,
+    )
+    table = report_markdown(report).split("\n\n")
+    print(next(t for t in table if t.startswith("| file")))
+    print(f"   report: {models / 'squeezenet1_0.export.md'}")
+    clf = Classifier(models / "squeezenet1_0.int8.tflite")
+    result = clf.predict_file(wav)
+    windows = " ".join(w.label or "-" for w in result.windows)
+    print(
+        f"8. edge runtime (no torch) with {clf.backend.path.name}: the built-in recording "
+        f"(raga Yaman, a happy raga) is {result.label} "
+        f"({result.probabilities[result.label]:.2f}); windows: {windows}"
+    )
+    return {"export": report, "edge": result.to_dict()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import collections
+import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Sequence
@@ -118,18 +120,20 @@ def quantize_onnx(
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         exclude = [n.name for n in onnx.load(str(pre)).graph.node if in_modules(n.name, keep_float)]
-        quantize_static(
-            str(pre),
-            str(Path(tmp) / "int8.onnx"),
-            _Batches(inputs),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            nodes_to_exclude=exclude,
-            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
-        )
+        # The histogram calibrators print their progress; musemo logs its own steps.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(pre),
+                str(Path(tmp) / "int8.onnx"),
+                _Batches(inputs),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[method],
+                nodes_to_exclude=exclude,
+                extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
+            )
         proto = onnx.load(str(Path(tmp) / "int8.onnx"))
     _strip(proto)
     write_onnx_metadata(proto, info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -83,6 +84,18 @@ def _save(buf: bytes, info: ModelInfo, path: str | os.PathLike) -> None:
     Path(path).write_bytes(write_tflite_metadata(_short_names(buf), info))
 
 
+@contextlib.contextmanager
+def _quiet_converter():
+    """Silence litert-torch's step-by-step console progress (musemo logs its own steps)."""
+    from litert_torch import progress
+
+    quiet, progress.console.quiet = progress.console.quiet, True
+    try:
+        yield
+    finally:
+        progress.console.quiet = quiet
+
+
 def _converted_bytes(edge_model) -> bytes:
     with tempfile.TemporaryDirectory(prefix="musemo-tflite-") as tmp:
         target = Path(tmp) / "model.tflite"
@@ -96,7 +109,8 @@ def export_tflite(model, info: ModelInfo, path: str | os.PathLike, probe: np.nda
     import torch
 
     sample = (torch.from_numpy(probe[:1]),)
-    _save(_converted_bytes(litert_torch.convert(model, sample)), info, path)
+    with _quiet_converter():
+        _save(_converted_bytes(litert_torch.convert(model, sample)), info, path)
 
 
 def quantize_tflite(
@@ -140,8 +154,11 @@ def quantize_tflite(
         for x in inputs:
             graph(torch.from_numpy(x))
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
-    edge = litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    _save(_converted_bytes(edge), info, path)
+    with _quiet_converter():
+        edge = litert_torch.convert(
+            graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)
+        )
+        _save(_converted_bytes(edge), info, path)
 
 
 def _leave_in_float(graph, modules: Sequence[str]) -> None:
