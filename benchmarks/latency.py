@@ -28,6 +28,7 @@ Prints a Markdown table; writes ``benchmarks/results/latency.json`` (``--json``)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ import numpy as np  # noqa: E402
 
 from musemo.atomic import atomic_path, write_text  # noqa: E402
 from musemo.edge import Classifier  # noqa: E402
+from musemo.speed import wall_ms  # noqa: E402
 from musemo.synth import demo_recording  # noqa: E402
 
 ARCHITECTURES = ("squeezenet1_0", "mobilenet_v2")
@@ -50,18 +52,7 @@ VARIANTS = (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")
 # Goals of the edge issue, single thread, per 5 s window.
 GOALS = {"e2e_int8_ms": {"squeezenet1_0": 3.5, "mobilenet_v2": 2.5}, "speedup": 10.0}
 GOALS_MEMORY = {"rss_loaded_mb": 80.0, "rss_growth_mb": 5.0}
-
-
-def timed(fn, *, repeats: int, warmup: int = 10) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {"median": float(np.median(times)), "p95": float(times[int(0.95 * (repeats - 1))])}
+WARMUP = 10  # untimed calls before each timed series
 
 
 def window_for(clf: Classifier) -> np.ndarray:
@@ -71,6 +62,7 @@ def window_for(clf: Classifier) -> np.ndarray:
 
 
 def measure_runtime(path: Path, threads: int, repeats: int) -> dict:
+    timed = functools.partial(wall_ms, repeats=repeats, warmup=WARMUP)
     clf = Classifier(path, threads=threads)
     y, sr, s = window_for(clf), clf.spec.sample_rate, clf.spec
     mel = clf.extractor.compute(y, threads=threads)
@@ -83,9 +75,9 @@ def measure_runtime(path: Path, threads: int, repeats: int) -> dict:
         "threads": threads,
         "input": list(x.shape),
         "label": clf.predict_array(y, sr).label,
-        "features_ms": timed(lambda: clf.extractor.compute(y, threads=threads), repeats=repeats),
-        "inference_ms": timed(lambda: clf.backend.logits(x), repeats=repeats),
-        "end_to_end_ms": timed(lambda: clf.predict_array(y, sr), repeats=repeats),
+        "features_ms": timed(lambda: clf.extractor.compute(y, threads=threads)),
+        "inference_ms": timed(lambda: clf.backend.logits(x)),
+        "end_to_end_ms": timed(lambda: clf.predict_array(y, sr)),
     }
 
 
@@ -97,6 +89,7 @@ def measure_baseline(path: Path, threads: int, repeats: int, checkpoints: dict) 
     from musemo.models import build_model
     from musemo.train import load_checkpoint, model_from_checkpoint
 
+    timed = functools.partial(wall_ms, repeats=repeats, warmup=WARMUP)
     clf = Classifier(path)
     s, y = clf.spec, window_for(clf)
     arch = clf.info.architecture
@@ -132,9 +125,9 @@ def measure_baseline(path: Path, threads: int, repeats: int, checkpoints: dict) 
         "runtime": "pytorch",
         "weights": weights,
         "threads": threads,
-        "features_ms": timed(features, repeats=repeats),
-        "inference_ms": timed(infer, repeats=repeats),
-        "end_to_end_ms": timed(end_to_end, repeats=repeats),
+        "features_ms": timed(features),
+        "inference_ms": timed(infer),
+        "end_to_end_ms": timed(end_to_end),
     }
 
 

@@ -73,28 +73,12 @@ cleanup() {
 }
 trap cleanup EXIT
 mount -t proc proc "$rootfs/proc" && mounted+=("$rootfs/proc")
-cat >"$work/cpuinfo" <<'EOF'
-processor	: 0
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-processor	: 1
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-Hardware	: BCM2835
-Model		: Raspberry Pi 4 Model B Rev 1.4
-EOF
+for cpu in 0 1; do  # two Cortex-A72 cores, as a Raspberry Pi 4 reports them
+  printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$cpu"
+  printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n'
+  printf 'CPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+done >"$work/cpuinfo"
+printf 'Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n' >>"$work/cpuinfo"
 mount --bind "$work/cpuinfo" "$rootfs/proc/cpuinfo" && mounted+=("$rootfs/proc/cpuinfo")
 mkdir -p "$rootfs/sys/devices/system/cpu"  # cpuinfo (in onnxruntime) reads these too
 echo 0-1 >"$rootfs/sys/devices/system/cpu/possible"

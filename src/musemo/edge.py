@@ -24,6 +24,7 @@ from .backends import open_model
 from .data import normalise_loudness, subclips
 from .errors import AudioError, ParameterError
 from .extractor import MelExtractor
+from .metrics import softmax
 from .validation import is_number
 
 SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
@@ -58,12 +59,6 @@ class Result:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _as_mono(y, *, what: str) -> np.ndarray:
@@ -119,7 +114,6 @@ class Classifier:
                 raise ParameterError(f"hop_seconds={hop_seconds!r}: must be a positive number")
             spec = dataclasses.replace(spec, clip_hop_seconds=float(hop_seconds))
         self.spec = spec
-        self._cut = dataclasses.replace(spec, loudness_dbfs=None)  # loudness is done first
         self.labels = self.info.labels
         self.pad_short = pad_short
         self.extractor = MelExtractor(spec)
@@ -144,7 +138,7 @@ class Classifier:
             mel = self.extractor.compute(windows if loud.all() else windows[loud])
             mel -= np.float32(s.input_mean)
             mel *= np.float32(1.0 / s.input_std)
-            probs[loud] = _softmax(self.backend.logits(mel[:, None]))
+            probs[loud] = softmax(self.backend.logits(mel[:, None]))
         hop, size = s.clip_hop_samples / s.sample_rate, s.clip_samples / s.sample_rate
         out = []
         for i, p in enumerate(probs):
@@ -180,9 +174,7 @@ class Classifier:
                 raise AudioError(message)
             warnings.warn(f"{message}: padded with silence", stacklevel=2)
             y = np.pad(y, (0, s.clip_samples - len(y)))
-        if s.loudness_dbfs is not None:
-            y = normalise_loudness(y, s.loudness_dbfs)
-        windows = self.classify_windows(subclips(y, self._cut))
+        windows = self.classify_windows(subclips(y, s))  # loudness as in training, if set
         heard = [w for w in windows if not w.silent]
         if not heard:
             raise AudioError(
@@ -239,7 +231,6 @@ class Stream:
         self._ring = np.zeros(self._size, np.float32)
         self._written = 0  # samples (at the model's rate) received so far
         self._next_end = self._size  # where the next window ends
-        self.windows = 0
 
     def feed(self, chunk) -> list[WindowResult]:
         """Add a chunk (``(n,)`` or ``(channels, n)`` float at the stream's rate); returns
@@ -273,9 +264,7 @@ class Stream:
         windows = np.stack(done)
         if spec.loudness_dbfs is not None:  # each window alone: a stream has no end to wait for
             windows = np.stack([normalise_loudness(w, spec.loudness_dbfs) for w in windows])
-        results = self.classifier.classify_windows(windows, start=first_start)
-        self.windows += len(results)
-        return results
+        return self.classifier.classify_windows(windows, start=first_start)
 
     def _write(self, piece: np.ndarray) -> None:
         n = len(piece)

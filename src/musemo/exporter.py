@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -28,10 +27,11 @@ import numpy as np
 from .atomic import write_text
 from .backends import open_model
 from .errors import ParameterError
-from .metrics import evaluation
+from .metrics import evaluation, softmax
 from .model_metadata import ModelInfo
 from .models import MODELS
 from .spec import FeatureSpec
+from .speed import wall_ms
 
 log = logging.getLogger("musemo.export")
 
@@ -251,25 +251,6 @@ def builtin_input(spec: FeatureSpec) -> np.ndarray:
 # ----------------------------------------------------------------------------- measuring
 
 
-def latency_ms(run, x: np.ndarray, *, repeats: int = 50, warmup: int = 5) -> dict:
-    """Median and 95th percentile wall time of ``run(x)`` in ms."""
-    for _ in range(warmup):
-        run(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {"median": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))]}
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @contextlib.contextmanager
 def _step(what: str, timings: dict) -> Iterator[None]:
     log.info("%s ...", what)
@@ -342,7 +323,7 @@ def export_checkpoint(
 
     timings: dict[str, float] = {}
     model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
-    modules = [name for name, _ in model.named_modules() if name]
+    modules = [m for m, _ in model.named_modules() if m]
     keep = {
         fmt.name: requested_keep
         if requested_keep is not None
@@ -406,7 +387,7 @@ def export_checkpoint(
                             fp32=staging / planned[f"{fmt.name}/fp32"],
                         )
                 with _step(f"{what} measurements", timings):
-                    files[key] = _measure(fmt, path, probe, torch_logits, data)
+                    files[key] = _measure(path, probe, torch_logits, data)
                 if precision == "int8":
                     files[key]["calibration"] = trials
         report = _report(
@@ -414,7 +395,7 @@ def export_checkpoint(
         )
         if data is not None and len(data.x):
             report["torch_scores"] = evaluation(
-                _softmax(torch_logits), data.labels, data.recordings, data.label_names
+                softmax(torch_logits), data.labels, data.recordings, data.label_names
             )
         write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
         write_text(staging / planned["report/md"], report_markdown(report))
@@ -459,16 +440,16 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
     PyTorch on the held-out training sub-clips (agreement, then mean top-class
     probability difference). Returns each method's figures and the choice."""
     calibration = [x[None] for x in data.calibration]
+    p_torch = softmax(check_logits) if check_logits is not None else None
     trials: dict[str, dict] = {}
     for method in methods:
         candidate = path.with_name(f"{method}.{path.name}")
         _write(fmt, model, info, candidate, None, calibration, method, keep_float, fp32=fp32)
         if check_logits is not None and len(methods) > 1:
             logits = open_model(candidate).logits(data.check)
-            p_torch, p_file = _softmax(check_logits), _softmax(logits)
             trials[method] = {
                 "agreement": float((logits.argmax(1) == check_logits.argmax(1)).mean()),
-                "probability_abs_diff_mean": float(np.abs(p_file - p_torch).max(1).mean()),
+                "probability_abs_diff_mean": float(np.abs(softmax(logits) - p_torch).max(1).mean()),
             }
             log.info("%s int8 with %s calibration: %s", fmt.name, method, trials[method])
     best = min(
@@ -492,10 +473,10 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
 DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
 
 
-def _measure(fmt: Format, path: Path, probe, torch_logits, data) -> dict:
+def _measure(path: Path, probe, torch_logits, data) -> dict:
     run = open_model(path).logits
     logits = run(probe)
-    p_torch, p_file = _softmax(torch_logits), _softmax(logits)
+    p_torch, p_file = softmax(torch_logits), softmax(logits)
     same = logits.argmax(1) == torch_logits.argmax(1)
     decisive = p_torch.max(1) >= DECISIVE
     dp = np.abs(p_file - p_torch).max(1)
@@ -511,11 +492,11 @@ def _measure(fmt: Format, path: Path, probe, torch_logits, data) -> dict:
             "p95": float(np.percentile(dp, 95)),
             "max": float(dp.max()),
         },
-        "latency_ms_1_thread": latency_ms(run, probe[:1]),
+        "latency_ms_1_thread": wall_ms(lambda: run(probe[:1]), repeats=50),
     }
     if data is not None and len(data.x):
         entry["scores"] = evaluation(
-            _softmax(logits), data.labels, data.recordings, data.label_names
+            softmax(logits), data.labels, data.recordings, data.label_names
         )
     return entry
 

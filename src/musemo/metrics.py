@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of ``(n, classes)`` logits, computed stably."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """``m[i, j]``: how many of class i were predicted as j."""
     m = np.zeros((n_classes, n_classes), dtype=np.int64)

@@ -33,6 +33,19 @@ def median_cpu_ms(fn: Callable[[], object], repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
+def wall_ms(fn: Callable[[], object], *, repeats: int, warmup: int = 5) -> dict:
+    """Median and 95th percentile wall time (ms) of ``fn()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"median": float(np.median(times)), "p95": times[int(0.95 * (repeats - 1))]}
+
+
 def _single_threaded_blas():
     """Limit BLAS to one thread so every row is single-threaded CPU time."""
     try:
