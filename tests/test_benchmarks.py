@@ -1,11 +1,15 @@
-"""The benchmark scripts still run end to end (timings themselves are not tested)."""
+"""The benchmark scripts still run end to end (timings themselves are not tested), and
+the timer they share."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from musemo.speed import wall_ms_each
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +26,15 @@ def test_features_benchmark_quick_run(tmp_path):
     assert "musemo.melspectrogram" in proc.stdout
     data = json.loads(out.read_text())
     assert {"machine", "settings", "mel", "stft", "batch", "overhead"} <= set(data)
+
+
+def test_wall_ms_each_times_the_functions_in_turn():
+    calls = []
+    fns = {
+        "fast": lambda: calls.append("fast"),
+        "slow": lambda: (calls.append("slow"), time.sleep(0.003)),
+    }
+    out = wall_ms_each(fns, repeats=5, warmup=1)
+    assert calls == ["fast", "slow"] * 6  # one warm-up round, then 5 timed rounds
+    assert out["slow"]["median"] >= 3 > out["fast"]["median"]
+    assert out["slow"]["p95"] >= out["slow"]["median"]

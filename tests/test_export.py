@@ -27,6 +27,7 @@ from musemo.cli import export_main, main  # noqa: E402
 from musemo.data import load_dataset  # noqa: E402
 from musemo.exporter import FORMATS, export_checkpoint  # noqa: E402
 from musemo.model_metadata import read_onnx_metadata, read_tflite_metadata  # noqa: E402
+from musemo.onnx_export import concat_groups  # noqa: E402
 from musemo.spec import FeatureSpec  # noqa: E402
 from musemo.tflite_export import litert_ready  # noqa: E402
 from musemo.train import load_checkpoint, model_from_checkpoint  # noqa: E402
@@ -135,6 +136,41 @@ def test_int8_is_quantised_small_and_agrees(
     assert set(goals) == expected
     assert 0 <= i8["probability_abs_diff"]["median"] <= i8["probability_abs_diff"]["p95"] <= 1
     assert goals["int8_size_mb"]["value"] == pytest.approx(i8["bytes"] / 1e6)
+
+
+def _quant_params(proto, tensor: str, op: str) -> tuple[float, int]:
+    """(scale, zero point) of the ``op`` (QuantizeLinear or DequantizeLinear) node that
+    produces (Q: consumes) ``tensor`` in a QDQ model."""
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == op and tensor in (n.output if op == "DequantizeLinear" else n.input):
+            return float(consts[n.input[1]]), int(consts[n.input[2]])
+    raise AssertionError(f"no {op} around {tensor}")
+
+
+def test_int8_concat_inputs_and_output_share_one_range(squeezenet_export):
+    out, _ = squeezenet_export
+    proto = onnx.load(str(out / "squeezenet1_0.int8.onnx"))
+    concats = [n for n in proto.graph.node if n.op_type == "Concat"]
+    assert len(concats) == 8  # one per Fire module
+    for n in concats:
+        params = {_quant_params(proto, t, "DequantizeLinear") for t in n.input}
+        params.add(_quant_params(proto, n.output[0], "QuantizeLinear"))
+        assert len(params) == 1, (n.name, params)
+
+
+def test_concat_groups_join_chained_concats():
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),
+        helper.make_node("Relu", ["ab"], ["r"]),
+        helper.make_node("Concat", ["r", "c"], ["rc"], axis=1),
+        helper.make_node("Concat", ["ab", "d"], ["abd"], axis=1),
+    ]
+    graph = helper.make_graph(nodes, "g", [], [])
+    groups = sorted(sorted(g) for g in concat_groups(graph))
+    assert groups == [["a", "ab", "abd", "b", "d"], ["c", "r", "rc"]]
 
 
 def test_auto_calibration_keeps_the_method_closest_to_pytorch(squeezenet_export):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import json
 import logging
@@ -31,7 +32,7 @@ from .metrics import evaluation, softmax
 from .model_metadata import ModelInfo
 from .models import MODELS
 from .spec import FeatureSpec
-from .speed import wall_ms
+from .speed import wall_ms_each
 
 log = logging.getLogger("musemo.export")
 
@@ -390,6 +391,8 @@ def export_checkpoint(
                     files[key] = _measure(path, probe, torch_logits, data)
                 if precision == "int8":
                     files[key]["calibration"] = trials
+            with _step(f"{fmt.name} latency", timings):
+                _time_together(files, fmt.name, staging, planned, probe[:1])
         report = _report(
             state, files, data, timings, int8=int8, method=calib_method, keep_float=requested_keep
         )
@@ -473,6 +476,16 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
 DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
 
 
+def _time_together(files, fmt_name, staging, planned, x) -> None:
+    """One-thread latency of the format's files, timed in turn (``wall_ms_each``), so the
+    int8 speed-up compares calls made side by side."""
+    keys = [k for k in files if k.startswith(f"{fmt_name}/")]
+    runs = {k: open_model(staging / planned[k]).logits for k in keys}
+    timed = wall_ms_each({k: functools.partial(run, x) for k, run in runs.items()}, repeats=50)
+    for k, t in timed.items():
+        files[k]["latency_ms_1_thread"] = t
+
+
 def _measure(path: Path, probe, torch_logits, data) -> dict:
     run = open_model(path).logits
     logits = run(probe)
@@ -492,7 +505,6 @@ def _measure(path: Path, probe, torch_logits, data) -> dict:
             "p95": float(np.percentile(dp, 95)),
             "max": float(dp.max()),
         },
-        "latency_ms_1_thread": wall_ms(lambda: run(probe[:1]), repeats=50),
     }
     if data is not None and len(data.x):
         entry["scores"] = evaluation(

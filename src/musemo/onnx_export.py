@@ -87,6 +87,49 @@ class _Batches:
         return None if x is None else {INPUT_NAME: x}
 
 
+def concat_groups(graph) -> list[set[str]]:
+    """Sets of tensors joined by Concat nodes (inputs and output, transitively): each set
+    shares one quantisation range, so that onnxruntime's int8 Concat only copies bytes
+    instead of requantising every input (SqueezeNet's Fire modules: 0.98 -> 0.27 ms)."""
+    parent: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            t = parent[t]
+        return t
+
+    for node in graph.node:
+        if node.op_type == "Concat":
+            first = root(node.output[0])
+            for t in node.input:
+                parent[root(t)] = first
+    groups: dict[str, set[str]] = collections.defaultdict(set)
+    for t in parent:
+        groups[root(t)].add(t)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _share_ranges(cache: Path, groups: list[set[str]]) -> None:
+    """Widen each group's calibrated ranges in ``cache`` (onnxruntime's calibration
+    cache) to their union."""
+    from onnxruntime.quantization.calibrate import (
+        TensorData,
+        load_tensors_data,
+        save_tensors_data,
+    )
+
+    ranges = load_tensors_data(cache)
+    for group in groups:
+        known = [t for t in group if t in ranges]
+        if len(known) < 2:
+            continue
+        lo = min(float(np.min(ranges[t].range_value[0])) for t in known)
+        hi = max(float(np.max(ranges[t].range_value[1])) for t in known)
+        for t in known:
+            ranges[t] = TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+    save_tensors_data(ranges, cache)
+
+
 def quantize_onnx(
     fp32_path: str | os.PathLike,
     info: ModelInfo,
@@ -101,7 +144,7 @@ def quantize_onnx(
 
     ``keep_float`` names modules (``features.0``) whose nodes stay in float. The fp32
     file is first run through onnxruntime's pre-processing (shape inference, graph
-    optimisation)."""
+    optimisation). The tensors around each Concat share one range (``concat_groups``)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -117,24 +160,28 @@ def quantize_onnx(
         "entropy": CalibrationMethod.Entropy,
     }
     with tempfile.TemporaryDirectory(prefix="musemo-quant-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
+        pre, out, cache = (Path(tmp) / name for name in ("pre.onnx", "int8.onnx", "ranges.json"))
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-        exclude = [n.name for n in onnx.load(str(pre)).graph.node if in_modules(n.name, keep_float)]
+        graph = onnx.load(str(pre)).graph
+        exclude = [n.name for n in graph.node if in_modules(n.name, keep_float)]
+        options = dict(
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            nodes_to_exclude=exclude,
+            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
+            calibration_cache_path=str(cache),
+        )
         # The histogram calibrators print their progress; musemo logs its own steps.
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(
-                str(pre),
-                str(Path(tmp) / "int8.onnx"),
-                _Batches(inputs),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=methods[method],
-                nodes_to_exclude=exclude,
-                extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
-            )
-        proto = onnx.load(str(Path(tmp) / "int8.onnx"))
+            quantize_static(str(pre), str(out), _Batches(inputs), **options)
+            groups = concat_groups(graph)
+            if groups:  # quantise again from the calibrated ranges, widened per group
+                _share_ranges(cache, groups)
+                quantize_static(str(pre), str(out), None, **options)
+        proto = onnx.load(str(out))
     _strip(proto)
     write_onnx_metadata(proto, info)
     onnx.checker.check_model(proto)
