@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +69,40 @@ assert not heavy, heavy
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# `make test` installs the abandoned tflite_runtime wheel (it needs numpy < 2) apart
+# from the venv, so that the runtime's fallback to it runs for real.
+TFLITE_RUNTIME_DIR = Path(sys.prefix) / "tflite-runtime-numpy1"
+
+
+@pytest.mark.skipif(
+    not (TFLITE_RUNTIME_DIR / "tflite_runtime").is_dir(),
+    reason=f"tflite_runtime is not installed in {TFLITE_RUNTIME_DIR} (make test installs it)",
+)
+@pytest.mark.parametrize("name", ["squeezenet1_0.tflite", "squeezenet1_0.int8.tflite"])
+def test_without_ai_edge_litert_tflite_runtime_gives_the_same_answers(
+    squeezenet_export, happy_chord_file, name
+):
+    out, _ = squeezenet_export
+    model = out / name
+    code = f"""
+import json, sys
+sys.modules["ai_edge_litert"] = None  # as on a machine that has only tflite_runtime
+import numpy
+from musemo.edge import Classifier
+clf = Classifier({str(model)!r})
+r = clf.predict_file({str(happy_chord_file)!r})
+print(json.dumps([type(clf.backend.interpreter).__module__, numpy.__version__,
+                  [[w.probabilities[k] for k in sorted(w.probabilities)] for w in r.windows]]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(TFLITE_RUNTIME_DIR)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, numpy_version, probs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert module == "tflite_runtime.interpreter" and numpy_version.startswith("1.")
+    want = _probs(Classifier(model).predict_file(happy_chord_file).windows)
+    np.testing.assert_allclose(np.array(probs), want, atol=0.02)
 
 
 @pytest.mark.parametrize("name", MODEL_FILES)
