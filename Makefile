@@ -15,7 +15,7 @@ SOURCES := pyproject.toml CMakeLists.txt $(wildcard cpp/*) $(wildcard src/musemo
 $(STAMP): $(SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
-	$(PY) -m pip install --quiet --no-cache-dir ".[dev,train,export,tflite]"
+	$(PY) -m pip install --quiet --no-cache-dir ".[dev,train,export,tflite,live]"
 	touch $@
 
 demo: $(STAMP)

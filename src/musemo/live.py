@@ -47,13 +47,44 @@ def classify_live(
     return counts
 
 
+class Blocks:
+    """The PortAudio side of a live input: its callback copies each block (first
+    channel) into a queue of at most ``max_blocks``. An input overflow (the device
+    dropped audio) or a full queue (the classifier fell behind; the block is
+    dropped) is counted and logged, never raised into PortAudio's thread."""
+
+    def __init__(self, max_blocks: int) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=max_blocks)
+        self.overflows = 0
+        self.dropped_samples = 0
+
+    def __call__(self, indata, frames, time, status) -> None:  # PortAudio's thread
+        if status.input_overflow:
+            self.overflows += 1
+            log.warning("input overflow: the device dropped audio")
+        try:
+            self.queue.put_nowait(indata[:, 0].copy())
+        except queue.Full:
+            self.dropped_samples += frames
+            log.warning("classifier fell behind: dropped %d samples", frames)
+
+
 def microphone(
-    *, device: int | str | None = None, seconds: float | None = None, block: float = 0.1
+    *,
+    device: int | str | None = None,
+    seconds: float | None = None,
+    block: float = 0.1,
+    max_blocks: int = 256,
 ) -> tuple[Iterator[np.ndarray], int]:
     """Chunks from an input device at its native rate (mono), and that rate.
 
-    ``seconds`` stops after that much audio (None: until interrupted). Overflows
-    (the device delivered faster than we read) are logged, never fatal."""
+    ``seconds`` stops after that much audio (None: until interrupted); ``block`` is the
+    chunk length in seconds and ``max_blocks`` how many chunks wait for the classifier
+    before new ones are dropped. Overflows and drops are logged (``Blocks``), never fatal."""
+    if not block > 0 or (seconds is not None and not seconds > 0):
+        raise ParameterError(f"block={block!r}, seconds={seconds!r}: must be > 0")
+    if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 1:
+        raise ParameterError(f"max_blocks={max_blocks!r}: must be a positive integer")
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:  # OSError: PortAudio itself is missing
@@ -66,15 +97,7 @@ def microphone(
     except (ValueError, sd.PortAudioError) as exc:
         raise ParameterError(f"no usable input device {device!r}: {exc}") from exc
     sr = int(info["default_samplerate"])
-    blocks: queue.Queue = queue.Queue(maxsize=256)
-
-    def callback(indata, frames, time, status) -> None:  # PortAudio's thread
-        if status.input_overflow:
-            log.warning("input overflow: the device dropped audio")
-        try:
-            blocks.put_nowait(indata[:, 0].copy())
-        except queue.Full:
-            log.warning("classifier fell behind: dropped %d samples", frames)
+    blocks = Blocks(max_blocks)
 
     def chunks() -> Iterator[np.ndarray]:
         total = None if seconds is None else int(seconds * sr)
@@ -84,11 +107,11 @@ def microphone(
             channels=1,
             samplerate=sr,
             dtype="float32",
-            blocksize=int(block * sr),
-            callback=callback,
+            blocksize=max(1, int(block * sr)),
+            callback=blocks,
         ):
             while total is None or got < total:
-                chunk = blocks.get()
+                chunk = blocks.queue.get()
                 got += len(chunk)
                 yield chunk
 
