@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -13,6 +15,7 @@ from musemo.data import (
     holdout_split,
     kfold_splits,
     load_dataset,
+    load_recordings,
     read_manifest,
     scan_folder,
     subclip_starts,
@@ -58,6 +61,36 @@ def test_manifest_with_groups_and_ratings(chord_folder):
         read_manifest(manifest, rating="rating")
     with pytest.raises(ParameterError, match=r"needs columns \['label', 'path'\]"):
         read_manifest(manifest)
+
+
+def test_manifest_paths_that_leave_its_folder_are_refused_unless_allowed(tmp_path, chord_folder):
+    data = tmp_path / "data"
+    data.mkdir()
+    inside = sorted(chord_folder.rglob("*.wav"))[0]
+    (data / "in.wav").write_bytes(inside.read_bytes())
+    for escape in ["../outside.wav", str(inside), "sub/../../outside.wav"]:
+        manifest = data / "manifest.csv"
+        manifest.write_text(f"path,label\nin.wav,happy\n{escape},sad\n")
+        with pytest.raises(ParameterError, match=r"manifest.csv:3: .* lies outside"):
+            load_recordings(data)
+        recs = read_manifest(manifest, allow_outside_root=True)
+        assert recs[1].path.is_absolute() and ".." not in recs[1].path.parts
+    manifest.write_text("path,label\nsub/../in.wav,happy\n")  # stays inside: fine
+    assert read_manifest(manifest)[0].path == data / "in.wav"
+
+
+def test_labels_with_odd_characters_survive_the_round_trip(tmp_path, chord_folder):
+    files = sorted(chord_folder.rglob("*.wav"))
+    labels = ["très heureux, 😀", 'sad "minor"']
+    manifest = chord_folder / "odd.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for i, file in enumerate(files):
+            writer.writerow([file.relative_to(chord_folder), labels[i % 2]])
+    data, _ = load_dataset(manifest, tiny_spec(), cache=tmp_path / "cache", progress=False)
+    assert data.label_names == tuple(sorted(labels))
+    assert len(data) > 0
 
 
 @pytest.mark.parametrize(

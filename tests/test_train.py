@@ -177,6 +177,16 @@ def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
     assert "recording accuracy" in capsys.readouterr().out
     assert json.loads(scores.read_text())["recording"]["n"] == 16
     assert main(["evaluate", str(tmp_path / "nothing.pt"), *common]) == 2
+    # a manifest listing files outside its own folder needs --allow-outside-root
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    rows = [f"{f},{f.parent.name}" for f in sorted(folder.rglob("*.wav"))]
+    (listed / "manifest.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    outside = ["--data", str(listed), *common[2:]]
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "best.pt"), *outside]) == 2
+    assert "lies outside the manifest's folder" in capsys.readouterr().err
+    assert main(["evaluate", str(out / "best.pt"), *outside, "--allow-outside-root"]) == 0
 
 
 def test_cross_validation_reports_mean_and_spread(tmp_path, chord_dataset):

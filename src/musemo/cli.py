@@ -89,6 +89,7 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
         progress=not args.quiet and w.main,
         strict=args.strict,
         label_names=label_names,
+        allow_outside_root=args.allow_outside_root,
     )
     if w.main:
         barrier(w)
@@ -441,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
         p.add_argument("--workers", type=int, default=2, help="processes computing features")
         p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
+        p.add_argument(
+            "--allow-outside-root",
+            action="store_true",
+            help="read manifest paths that leave the manifest's folder (../, absolute)",
+        )
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--quiet", action="store_true")
 

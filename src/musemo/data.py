@@ -69,14 +69,17 @@ def read_manifest(
     threshold: float | None = None,
     above: str = "happy",
     below: str = "sad",
+    allow_outside_root: bool = False,
 ) -> list[Recording]:
     """Recordings listed in a CSV with ``path`` and ``label`` (or a rating column) columns.
 
-    Paths are relative to the manifest's folder. With ``rating`` (a column of
-    per-clip mean ratings, e.g. a 5-point Likert mean) the label is ``above``
+    Paths are relative to the manifest's folder; one that leaves it (``../``, an
+    absolute path) is refused unless ``allow_outside_root``. With ``rating`` (a column
+    of per-clip mean ratings, e.g. a 5-point Likert mean) the label is ``above``
     when the rating is ``>= threshold`` and ``below`` otherwise.
     """
     path = Path(path)
+    root = Path(os.path.abspath(path.parent))
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -91,7 +94,12 @@ def read_manifest(
         raise ParameterError("a rating column needs a threshold")
     recordings = []
     for i, row in enumerate(rows, start=2):
-        file = (path.parent / row["path"]).resolve()
+        file = Path(os.path.normpath(root / (row["path"] or "")))
+        if not allow_outside_root and not file.is_relative_to(root):
+            raise ParameterError(
+                f"{path}:{i}: {row['path']!r} lies outside the manifest's folder {root}; "
+                "allow it explicitly (allow_outside_root=True, --allow-outside-root)"
+            )
         if rating:
             try:
                 value = float(row[rating])
@@ -109,13 +117,15 @@ def read_manifest(
     return recordings
 
 
-def load_recordings(source: str | os.PathLike) -> list[Recording]:
-    """A folder of label folders, or a CSV manifest."""
+def load_recordings(
+    source: str | os.PathLike, *, allow_outside_root: bool = False
+) -> list[Recording]:
+    """A folder of label folders, or a CSV manifest (see ``read_manifest``)."""
     source = Path(source)
-    if source.is_file() and source.suffix.lower() == ".csv":
-        return read_manifest(source)
     if source.is_dir() and (source / "manifest.csv").is_file():
-        return read_manifest(source / "manifest.csv")
+        source = source / "manifest.csv"
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return read_manifest(source, allow_outside_root=allow_outside_root)
     return scan_folder(source)
 
 
@@ -318,13 +328,15 @@ def load_dataset(
     progress: bool = True,
     strict: bool = False,
     label_names: Sequence[str] | None = None,
+    allow_outside_root: bool = False,
 ) -> tuple[SubclipData, CacheReport]:
     """Read recordings, fill the feature cache and gather every sub-clip.
 
     ``label_names`` fixes the label order (e.g. a checkpoint's); by default the
     labels found, sorted. Needs at least two labels unless ``label_names`` is given.
+    ``allow_outside_root``: see ``read_manifest``.
     """
-    recordings = load_recordings(source)
+    recordings = load_recordings(source, allow_outside_root=allow_outside_root)
     found = sorted({r.label for r in recordings})
     names = tuple(label_names) if label_names is not None else tuple(found)
     unknown = sorted(set(found) - set(names))
