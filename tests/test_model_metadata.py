@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 
 import pytest
 from fixtures_audio import tiny_spec
@@ -58,6 +59,30 @@ def test_refuses_bad_fields(squeezenet_info):
     ]:
         with pytest.raises(ParameterError, match=message):
             ModelInfo.from_json(_edited(info, **changes), source="m.onnx")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n_fft", 2**31, "powers of two from 4 to 65536"),
+        ("hop_length", -512, "hop_length=-512"),
+        ("n_mels", 10**6, "at most 1024 mel bands"),
+        ("sample_rate", 10**9, "at most 768000 Hz"),
+        ("clip_seconds", 1e9, "at most 600 seconds"),
+    ],
+)
+def test_absurd_spec_values_are_refused_before_anything_is_allocated(
+    squeezenet_info, field, value, message
+):
+    """The input shape is made consistent with the absurd spec, so only the spec's own
+    bounds stand between the file and gigabytes of filterbank or window buffers."""
+    spec = {**squeezenet_info.spec.to_dict(), field: value}
+    frames = 1 + int(spec["clip_seconds"] * spec["sample_rate"]) // max(1, spec["hop_length"])
+    text = _edited(squeezenet_info, spec=spec, input_shape=[-1, 1, spec["n_mels"], frames])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ParameterError, match=message):
+        ModelInfo.from_json(text, source="m.onnx")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # kB
 
 
 def test_refuses_a_spec_without_input_normalisation(squeezenet_info):

@@ -19,6 +19,11 @@ from .validation import check_int, is_number
 SPEC_FORMAT = "musemo.feature_spec/1"
 
 
+MAX_SAMPLE_RATE = 768_000
+MAX_MELS = 1024
+MAX_CLIP_SECONDS = 600
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     """Settings of a (log-)mel spectrogram and of the sub-clips a model sees.
@@ -63,6 +68,22 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         check_int("sample_rate", self.sample_rate, 1)
+        # Specs also come from files (checkpoints, model metadata): bound what sizes the
+        # buffers, so an absurd one is refused before anything is allocated.
+        if self.sample_rate > MAX_SAMPLE_RATE:
+            raise ParameterError(
+                f"sample_rate={self.sample_rate}: a feature spec allows at most "
+                f"{MAX_SAMPLE_RATE} Hz"
+            )
+        if isinstance(self.n_mels, int) and self.n_mels > MAX_MELS:
+            raise ParameterError(
+                f"n_mels={self.n_mels}: a feature spec allows at most {MAX_MELS} mel bands"
+            )
+        if is_number(self.clip_seconds) and not 0 < self.clip_seconds <= MAX_CLIP_SECONDS:
+            raise ParameterError(
+                f"clip_seconds={self.clip_seconds!r}: a sub-clip lasts more than 0 and at "
+                f"most {MAX_CLIP_SECONDS} seconds"
+            )
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: a feature spec names its window")
         check_stft_params(
