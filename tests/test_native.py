@@ -3,6 +3,7 @@ kernel set, and cross-compiled for aarch64 (Raspberry Pi) and run under qemu."""
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -20,7 +21,17 @@ X86_KERNELS = {
 }
 
 
-def build(cxx: str, out: Path, *, x86: bool, extra: tuple[str, ...] = ()) -> Path:
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+def build(
+    cxx: str,
+    out: Path,
+    *,
+    x86: bool,
+    extra: tuple[str, ...] = (),
+    compile_flags: tuple[str, ...] = (),
+) -> Path:
     kernels = {"generic": (4, [])} | (X86_KERNELS if x86 else {})
     objects = []
     for isa, (lanes, isa_flags) in kernels.items():
@@ -29,6 +40,7 @@ def build(cxx: str, out: Path, *, x86: bool, extra: tuple[str, ...] = ()) -> Pat
             [
                 cxx,
                 *FLAGS,
+                *compile_flags,
                 "-fno-math-errno",
                 f"-DMUSEMO_ISA={isa}",
                 f"-DMUSEMO_LANES={lanes}",
@@ -47,6 +59,7 @@ def build(cxx: str, out: Path, *, x86: bool, extra: tuple[str, ...] = ()) -> Pat
         [
             cxx,
             *FLAGS,
+            *compile_flags,
             *defines,
             str(CHECK),
             str(CPP / "spectrogram.cpp"),
@@ -71,6 +84,25 @@ def test_engine_natively(tmp_path):
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     exe = build("c++", tmp_path, x86=x86)
     assert_all_passed(subprocess.run([str(exe)], capture_output=True, text=True, timeout=300))
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_engine_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    """Every kernel set, with leak detection: any report fails the run."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    flags = tuple(SANITIZE)
+    try:
+        exe = build("c++", tmp_path, x86=x86, compile_flags=flags, extra=flags)
+    except subprocess.CalledProcessError:
+        pytest.skip("this compiler cannot build with -fsanitize=address,undefined")
+    env = {
+        **os.environ,
+        "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    }
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600, env=env)
+    assert "Sanitizer" not in proc.stderr, proc.stderr[-4000:]
+    assert_all_passed(proc)
 
 
 @pytest.mark.slow

@@ -6,21 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from signals import assert_matches_reference
+from signals import assert_matches_reference, reference_power
 
 import musemo
-
-
-def reference_power(
-    y: np.ndarray, *, n_fft: int, hop: int, center: bool, pad_mode: str
-) -> np.ndarray:
-    """|rfft(window * frame)|^2 with numpy in float64: the definition, not an implementation."""
-    y = y.astype(np.float64)
-    if center:
-        y = np.pad(y, n_fft // 2, mode=pad_mode)
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
-    return (np.abs(np.fft.rfft(frames * musemo.get_window("hann", n_fft), axis=-1)) ** 2).T
-
 
 settings.register_profile("musemo", deadline=None, max_examples=60, derandomize=True)
 settings.load_profile("musemo")
