@@ -175,8 +175,12 @@ def test_melspectrogram(
         dtype=np.float64,
     )
     ref = basis @ power
+    # A mel band sums its bins in float32: rounding grows with the square root of
+    # their number (one band over 2048 bins: about 1e-6 of the peak).
+    widest = int((basis > 0).sum(axis=1).max())
+    atol = 1e-6 * max(1.0, np.sqrt(widest) / 16)
     if ref.max() == 0:
         assert not ours[:, frames].any()
     else:
-        assert_matches_reference(ours[:, frames], ref, within_db=60)
+        assert_matches_reference(ours[:, frames], ref, within_db=60, atol=atol)
     COUNTS["melspectrogram matched"] += 1
