@@ -364,6 +364,7 @@ def export_checkpoint(
         files: dict[str, dict] = {}
         for fmt in chosen:
             source = _convertible(fmt, model, probe)
+            runs = {}  # key: the written file's inference, loaded once
             for precision in precisions:
                 key = f"{fmt.name}/{precision}"
                 path = staging / planned[key]
@@ -388,11 +389,12 @@ def export_checkpoint(
                             fp32=staging / planned[f"{fmt.name}/fp32"],
                         )
                 with _step(f"{what} measurements", timings):
-                    files[key] = _measure(path, probe, torch_logits, data)
+                    runs[key] = open_model(path).logits
+                    files[key] = _measure(path, runs[key], probe, torch_logits, data)
                 if precision == "int8":
                     files[key]["calibration"] = trials
             with _step(f"{fmt.name} latency", timings):
-                _time_together(files, fmt.name, staging, planned, probe[:1])
+                _time_together(files, runs, probe[:1])
         report = _report(
             state, files, data, timings, int8=int8, method=calib_method, keep_float=requested_keep
         )
@@ -476,18 +478,15 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
 DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
 
 
-def _time_together(files, fmt_name, staging, planned, x) -> None:
-    """One-thread latency of the format's files, timed in turn (``wall_ms_each``), so the
-    int8 speed-up compares calls made side by side."""
-    keys = [k for k in files if k.startswith(f"{fmt_name}/")]
-    runs = {k: open_model(staging / planned[k]).logits for k in keys}
+def _time_together(files: dict, runs: dict, x: np.ndarray) -> None:
+    """One-thread latency of one format's files (``runs``: key -> inference), timed in
+    turn (``wall_ms_each``), so the int8 speed-up compares calls made side by side."""
     timed = wall_ms_each({k: functools.partial(run, x) for k, run in runs.items()}, repeats=50)
     for k, t in timed.items():
         files[k]["latency_ms_1_thread"] = t
 
 
-def _measure(path: Path, probe, torch_logits, data) -> dict:
-    run = open_model(path).logits
+def _measure(path: Path, run, probe, torch_logits, data) -> dict:
     logits = run(probe)
     p_torch, p_file = softmax(torch_logits), softmax(logits)
     same = logits.argmax(1) == torch_logits.argmax(1)

@@ -174,10 +174,10 @@ def quantize_onnx(
             extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
             calibration_cache_path=str(cache),
         )
+        groups = concat_groups(graph)
         # The histogram calibrators print their progress; musemo logs its own steps.
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(str(pre), str(out), _Batches(inputs), **options)
-            groups = concat_groups(graph)
             if groups:  # quantise again from the calibrated ranges, widened per group
                 _share_ranges(cache, groups)
                 quantize_static(str(pre), str(out), None, **options)
