@@ -1,4 +1,4 @@
-"""The ``musemo`` command line: demo, features, train, evaluate, export, infer."""
+"""The ``musemo`` command line: demo, features, train, cache, evaluate, export, infer."""
 
 from __future__ import annotations
 
@@ -183,6 +183,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"sub-clip accuracy {final['subclip']['accuracy']:.3f}, "
         f"recording accuracy {final['recording']['accuracy']:.3f} -> {args.out}"
     )
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    _load_data(args, _feature_spec(args))
     return 0
 
 
@@ -433,7 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
     feats.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     feats.set_defaults(func=cmd_features)
 
-    def data_options(p: argparse.ArgumentParser) -> None:
+    def spec_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--spec", help="feature spec JSON (default: the paper's settings)")
+        p.add_argument("--sr", type=int, default=44100)
+        p.add_argument("--n-fft", type=int, default=2048)
+        p.add_argument("--hop-length", type=int, default=512)
+        p.add_argument("--n-mels", type=int, default=128)
+        p.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length")
+        p.add_argument(
+            "--loudness",
+            type=float,
+            default=None,
+            metavar="DBFS",
+            help="scale each recording to this RMS level (e.g. -20) before training",
+        )
+        p.add_argument("--power", action="store_true", help=argparse.SUPPRESS)
+
+    def data_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
         p.add_argument(
             "--data",
             required=True,
@@ -447,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="read manifest paths that leave the manifest's folder (../, absolute)",
         )
-        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        if device:
+            p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--quiet", action="store_true")
 
     from .models import HEADS, MODELS
@@ -497,21 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ALPHA",
         help="mixup with Beta(ALPHA, ALPHA) weights (e.g. 0.2; default off)",
     )
-    train.add_argument("--spec", help="feature spec JSON (default: the paper's settings)")
-    train.add_argument("--sr", type=int, default=44100)
-    train.add_argument("--n-fft", type=int, default=2048)
-    train.add_argument("--hop-length", type=int, default=512)
-    train.add_argument("--n-mels", type=int, default=128)
-    train.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length")
-    train.add_argument(
-        "--loudness",
-        type=float,
-        default=None,
-        metavar="DBFS",
-        help="scale each recording to this RMS level (e.g. -20) before training",
-    )
-    train.add_argument("--power", action="store_true", help=argparse.SUPPRESS)
+    spec_options(train)
     train.set_defaults(func=cmd_train)
+
+    cache = sub.add_parser(
+        "cache",
+        help="compute a data set's features into the cache (train does it first); resumable",
+    )
+    data_options(cache, device=False)
+    spec_options(cache)
+    cache.set_defaults(func=cmd_cache)
 
     datasets = sub.add_parser("datasets", help="make data sets to train on")
     dsub = datasets.add_subparsers(dest="dataset_command", required=True)

@@ -16,13 +16,14 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import save_npy, write_text
+from .atomic import remove_leftovers, save_npy, write_text, writing
 from .audio import load_audio
-from .errors import AudioError, ParameterError
+from .errors import AudioError, OutputError, ParameterError
 from .extractor import MelExtractor
 from .spec import FeatureSpec
 
@@ -157,8 +158,11 @@ def subclips(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """
     if spec.loudness_dbfs is not None:
         y = normalise_loudness(y, spec.loudness_dbfs)
-    size = spec.clip_samples
-    starts = subclip_starts(len(y), spec)
+    return cut(y, subclip_starts(len(y), spec), spec.clip_samples)
+
+
+def cut(y: np.ndarray, starts: Sequence[int], size: int) -> np.ndarray:
+    """``(len(starts), size)`` float32 pieces of ``y``; past its end, silence."""
     out = np.zeros((len(starts), size), np.float32)
     for i, start in enumerate(starts):
         piece = y[start : start + size]
@@ -177,19 +181,45 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:24]
 
 
+# what one file can raise without stopping the others
+_FILE_ERRORS = (OSError, AudioError, ParameterError, MemoryError)
+_BATCH = 32  # sub-clips cut and computed at a time: an hour-long file needs no second copy
+
+
 def _compute_entry(path: str, target: str, spec_json: str) -> tuple[str, int]:
     """Worker: features of every sub-clip of one file, saved atomically."""
     spec = FeatureSpec.from_json(spec_json)
     y, _ = load_audio(path, sr=spec.sample_rate)
-    clips = subclips(y, spec)
-    if len(clips) == 0:
+    if spec.loudness_dbfs is not None:
+        y = normalise_loudness(y, spec.loudness_dbfs)
+    starts = subclip_starts(len(y), spec)
+    if not starts:
         raise AudioError(
             f"{path} lasts {len(y) / spec.sample_rate:.2f} s, shorter than one "
             f"{spec.clip_seconds:g} s sub-clip"
         )
-    features = MelExtractor(spec).compute(clips)
-    save_npy(target, features)
-    return path, len(clips)
+    extractor = MelExtractor(spec)
+    features = np.empty((len(starts), *spec.clip_shape), np.float32)
+    for i in range(0, len(starts), _BATCH):
+        batch = starts[i : i + _BATCH]
+        features[i : i + len(batch)] = extractor.compute(cut(y, batch, spec.clip_samples))
+    with writing(target, any_oserror=True):  # the cache, not the audio file
+        save_npy(target, features)
+    return path, len(starts)
+
+
+def _valid_entry(path: Path, spec: FeatureSpec) -> bool:
+    """Whether ``path`` is a whole cache entry of ``spec`` (not truncated, right shape)."""
+    try:
+        features = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return False
+    return (
+        features.dtype == np.float32
+        and features.ndim == 3
+        and len(features) > 0
+        and features.shape[1:] == spec.clip_shape
+    )
 
 
 @dataclasses.dataclass
@@ -229,11 +259,13 @@ class FeatureCache:
         """Compute the missing entries (in ``workers`` processes) and report what happened.
 
         Unreadable files are listed in the report and skipped, or raise with ``strict``.
+        A file whose worker process dies (killed, out of memory) is retried on its
+        own and listed if it dies again. Entries left damaged are computed anew,
+        leftovers of a killed run removed. A cache that cannot be written (full
+        disk, read-only folder) raises ``OutputError``, whatever ``strict`` says.
         """
         from tqdm import tqdm
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_text(self.folder / "feature_spec.json", self.spec.to_json() + "\n")
         todo, reused, failed, entries = [], 0, [], {}
         for rec in recordings:
             try:
@@ -241,47 +273,90 @@ class FeatureCache:
             except OSError as exc:
                 failed.append((rec.path, str(exc)))
                 continue
-            if target.exists():
+            if _valid_entry(target, self.spec):
                 reused += 1
             else:
                 todo.append((rec.path, target))
-        spec_json = self.spec.to_json()
+        remove_leftovers(self.folder)
+        if todo:  # a complete cache is only read: it may be on a read-only disk
+            with writing(self.folder, any_oserror=True):
+                self.folder.mkdir(parents=True, exist_ok=True)
+            write_text(self.folder / "feature_spec.json", self.spec.to_json() + "\n")
         bar = tqdm(total=len(todo), desc="features", unit="file", disable=not progress or not todo)
         computed = 0
 
-        def done(path, error):
+        def done(path: Path, error: BaseException | None) -> None:
             nonlocal computed
             bar.update()
             if error is None:
                 computed += 1
-                return
-            if strict:
-                bar.close()
+            elif isinstance(error, OutputError) or strict:
                 raise error
-            failed.append((path, str(error)))
+            else:
+                failed.append((path, str(error) or type(error).__name__))
 
-        if workers <= 1:
-            for path, target in todo:
-                try:
-                    _compute_entry(str(path), str(target), spec_json)
-                    done(path, None)
-                except (OSError, AudioError, ParameterError) as exc:
-                    done(path, exc)
-        else:
-            # spawn, not fork: a parent that has started threads (torch, JAX) can
-            # deadlock a forked child
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-                futures = {
-                    pool.submit(_compute_entry, str(p), str(t), spec_json): p for p, t in todo
-                }
-                for fut in as_completed(futures):
-                    exc = fut.exception()
-                    done(futures[fut], exc if isinstance(exc, Exception) else None)
-        bar.close()
+        try:
+            if workers <= 1:
+                spec_json = self.spec.to_json()
+                for path, target in todo:
+                    try:
+                        _compute_entry(str(path), str(target), spec_json)
+                    except _FILE_ERRORS as exc:
+                        done(path, exc)
+                    else:
+                        done(path, None)
+            else:
+                self._build_in_processes(todo, workers, done)
+        finally:
+            bar.close()
         for path, _ in failed:
             entries.pop(path, None)
         return CacheReport(computed, reused, failed, entries)
+
+    def _build_in_processes(self, todo, workers: int, done) -> None:
+        # spawn, not fork: a parent that has started threads (torch, JAX) can
+        # deadlock a forked child
+        spawn = multiprocessing.get_context("spawn")
+        spec_json = self.spec.to_json()
+        orphaned = []  # files in a pool whose worker died: which one killed it is unknown
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+            futures = {
+                pool.submit(_compute_entry, str(p), str(t), spec_json): (p, t) for p, t in todo
+            }
+            try:
+                for fut in as_completed(futures):
+                    exc = fut.exception()
+                    if isinstance(exc, BrokenProcessPool):
+                        orphaned.append(futures[fut])
+                    else:
+                        done(futures[fut][0], exc)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        # one at a time, each in a worker of its own, so a file that kills its worker
+        # again is the culprit; the others go through
+        pool = None
+        try:
+            for path, target in orphaned:
+                pool = pool or ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+                try:
+                    pool.submit(_compute_entry, str(path), str(target), spec_json).result()
+                    done(path, None)
+                except BrokenProcessPool:
+                    pool.shutdown()
+                    pool = None
+                    done(
+                        path,
+                        AudioError(
+                            f"{path}: the process computing its features died "
+                            "(killed, or out of memory)"
+                        ),
+                    )
+                except _FILE_ERRORS as exc:
+                    done(path, exc)
+        finally:
+            if pool is not None:
+                pool.shutdown()
 
 
 # ----------------------------------------------------------------------------- data set

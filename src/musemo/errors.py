@@ -9,3 +9,8 @@ class ParameterError(ValueError):
 
 class AudioError(ValueError):
     """An audio file cannot be read or decoded; the message names the file."""
+
+
+class OutputError(OSError):
+    """A result cannot be written (full disk, read-only folder, ...); the message names
+    the path. Whatever was there before is left as it was."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import remove_leftovers, temp_prefix, write_text, writing
 from .backends import open_model
 from .errors import ParameterError
 from .metrics import evaluation, softmax
@@ -358,54 +358,70 @@ def export_checkpoint(
         with torch.inference_mode():
             check_logits = model(torch.from_numpy(data.check)).numpy() if len(data.check) else None
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".musemo-export-", dir=out_dir))
+    with writing(out_dir, any_oserror=True):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=temp_prefix("musemo-export"), dir=out_dir))
     try:
-        files: dict[str, dict] = {}
-        for fmt in chosen:
-            source = _convertible(fmt, model, probe)
-            runs = {}  # key: the written file's inference, loaded once
-            for precision in precisions:
-                key = f"{fmt.name}/{precision}"
-                path = staging / planned[key]
-                info = ModelInfo(
-                    spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
-                )
-                what = f"{fmt.name} {precision}"
-                with _step(f"{what} export", timings):
-                    if precision == "fp32":
-                        _write(fmt, source, info, path, probe, [], "", ())
-                    else:
-                        methods = fmt.calibration if calib_method == "auto" else (calib_method,)
-                        trials = _quantize_best(
-                            fmt,
-                            source,
-                            info,
-                            path,
-                            data,
-                            methods,
-                            keep[fmt.name],
-                            check_logits,
-                            fp32=staging / planned[f"{fmt.name}/fp32"],
-                        )
-                with _step(f"{what} measurements", timings):
-                    runs[key] = open_model(path).logits
-                    files[key] = _measure(path, runs[key], probe, torch_logits, data)
-                if precision == "int8":
-                    files[key]["calibration"] = trials
-            with _step(f"{fmt.name} latency", timings):
-                _time_together(files, runs, probe[:1])
-        report = _report(
-            state, files, data, timings, int8=int8, method=calib_method, keep_float=requested_keep
-        )
-        if data is not None and len(data.x):
-            report["torch_scores"] = evaluation(
-                softmax(torch_logits), data.labels, data.recordings, data.label_names
+        with writing(out_dir):
+            files: dict[str, dict] = {}
+            for fmt in chosen:
+                source = _convertible(fmt, model, probe)
+                runs = {}  # key: the written file's inference, loaded once
+                for precision in precisions:
+                    key = f"{fmt.name}/{precision}"
+                    path = staging / planned[key]
+                    info = ModelInfo(
+                        spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
+                    )
+                    what = f"{fmt.name} {precision}"
+                    with _step(f"{what} export", timings):
+                        if precision == "fp32":
+                            _write(fmt, source, info, path, probe, [], "", ())
+                        else:
+                            methods = fmt.calibration if calib_method == "auto" else (calib_method,)
+                            trials = _quantize_best(
+                                fmt,
+                                source,
+                                info,
+                                path,
+                                data,
+                                methods,
+                                keep[fmt.name],
+                                check_logits,
+                                fp32=staging / planned[f"{fmt.name}/fp32"],
+                            )
+                    with _step(f"{what} measurements", timings):
+                        runs[key] = open_model(path).logits
+                        files[key] = _measure(path, runs[key], probe, torch_logits, data)
+                    if precision == "int8":
+                        files[key]["calibration"] = trials
+                with _step(f"{fmt.name} latency", timings):
+                    _time_together(files, runs, probe[:1])
+            report = _report(
+                state,
+                files,
+                data,
+                timings,
+                int8=int8,
+                method=calib_method,
+                keep_float=requested_keep,
             )
-        write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
-        write_text(staging / planned["report/md"], report_markdown(report))
-        for rel in planned.values():
-            os.replace(staging / rel, out_dir / rel)
+            if data is not None and len(data.x):
+                report["torch_scores"] = evaluation(
+                    softmax(torch_logits), data.labels, data.recordings, data.label_names
+                )
+            write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
+            write_text(staging / planned["report/md"], report_markdown(report))
+            # An old report goes first and the new one comes last, so a report on disk
+            # always describes the model files beside it, even if this process is killed.
+            reports = [planned[k] for k in ("report/json", "report/md")]
+            models = [rel for rel in planned.values() if rel not in reports]
+            with writing(out_dir, any_oserror=True):
+                for rel in reports:
+                    (out_dir / rel).unlink(missing_ok=True)
+                for rel in models + reports:
+                    os.replace(staging / rel, out_dir / rel)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for rel in planned.values():

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, remove_leftovers, write_text, writing
 from .data import SubclipData, describe_split
 from .distributed import barrier, sum_over_processes, world
 from .errors import ParameterError
@@ -101,8 +101,14 @@ def input_stats(data: SubclipData, rows: np.ndarray) -> tuple[float, float]:
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(state, f)
+        except RuntimeError as exc:
+            # torch's zip writer hides a failed write (a full disk) behind its own error
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -253,7 +259,9 @@ def fit(
 
     w = world()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out, any_oserror=True):
+        out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     device = resolve_device(config.device)
     if device.type == "cuda" and w.size > 1:
         device = torch.device("cuda", w.local_rank)
