@@ -11,6 +11,8 @@ import soxr
 
 from .errors import AudioError, ParameterError
 
+_BLOCK_FRAMES = 1 << 18
+
 
 def load_audio(
     path: str | os.PathLike, *, sr: int | None = None, mono: bool = True
@@ -28,14 +30,27 @@ def load_audio(
     if not path.is_file():
         raise FileNotFoundError(f"no such audio file: {path}")
     try:
-        data, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        with sf.SoundFile(str(path)) as f:
+            native_sr = f.samplerate
+            if mono:  # mixed block by block: memory of one channel, not of all of them
+                blocks = f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                parts = [block.mean(axis=1) for block in blocks]
+                y = np.concatenate(parts) if parts else np.empty(0, np.float32)
+                del parts
+            else:
+                y = f.read(dtype="float32", always_2d=True).T
+    except sf.LibsndfileError as exc:
+        # libsndfile says "does not exist" of some files it cannot parse; this one exists
+        why = exc.error_string
+        if "does not exist" in why:
+            why = "not audio in a format libsndfile reads, or damaged"
+        raise AudioError(f"cannot decode audio file {path}: {why}") from exc
+    except (RuntimeError, ValueError, TypeError) as exc:
         raise AudioError(f"cannot decode audio file {path}: {exc}") from exc
-    if data.shape[0] == 0:
+    if y.shape[-1] == 0:
         raise AudioError(f"audio file {path} holds no samples")
-    if not np.isfinite(data).all():
+    if not np.isfinite(y).all():
         raise AudioError(f"audio file {path} contains NaN or infinite samples")
-    y = data.mean(axis=1) if mono else data.T
     if sr is not None and sr != native_sr:
         y = soxr.resample(y.T, native_sr, sr, quality="HQ").T
         native_sr = sr
