@@ -12,6 +12,8 @@ from fixtures_audio import TINY_SR, tiny_spec, write_chord_dataset
 import musemo
 from musemo import ParameterError
 from musemo.data import (
+    FeatureCache,
+    Recording,
     holdout_split,
     kfold_splits,
     load_dataset,
@@ -124,11 +126,30 @@ def test_cache_computes_once_and_matches_the_extractor(tmp_path, chord_folder):
     assert len(data) == 48 and data.label_names == ("happy", "sad")
     rec = data.recordings[0]
     y, _ = musemo.load_audio(rec.path, sr=TINY_SR)
-    expected = musemo.MelExtractor(spec).compute(subclips(y, spec))
-    np.testing.assert_array_equal(data.features[0], expected)
+    expected = musemo.MelExtractor(spec).compute_batch(list(subclips(y, spec)))
+    np.testing.assert_array_equal(data.features[0], np.stack(expected))
     assert isinstance(data.features[0], np.memmap)
     _, again = load_dataset(chord_folder, spec, cache=tmp_path / "cache", workers=2, progress=False)
     assert (again.computed, again.reused) == (0, 12)
+
+
+def test_each_subclip_has_its_own_db_floor(tmp_path):
+    """A quiet second beside a loud one gets the features it gets alone: its 80 dB floor
+    is not set by the loud second's peak (nor by which sub-clips share a batch)."""
+    t = np.arange(TINY_SR) / TINY_SR
+    loud = np.sin(2 * np.pi * 440 * t)
+    quiet = 1e-3 * np.sin(2 * np.pi * 440 * t) + 1e-6 * np.random.default_rng(0).random(TINY_SR)
+    path = tmp_path / "quiet_then_loud.wav"
+    sf.write(path, np.concatenate([quiet, loud]).astype(np.float32), TINY_SR, subtype="FLOAT")
+    rec = Recording(path, "happy", "a")
+    report = FeatureCache(tmp_path / "cache", tiny_spec()).build([rec], progress=False)
+    features = np.load(report.entries[path])
+    y, _ = musemo.load_audio(path)
+    ex = musemo.MelExtractor(tiny_spec())
+    np.testing.assert_array_equal(features[0], ex.compute(y[:TINY_SR]))
+    np.testing.assert_array_equal(features[1], ex.compute(y[TINY_SR:]))
+    # the recording's floor (80 dB under the loud second) would have cut the quiet one's detail
+    assert features[0].min() < ex.compute(y).min()
 
 
 def test_cache_keys_follow_content_and_spec(tmp_path, chord_folder):

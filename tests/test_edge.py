@@ -125,6 +125,16 @@ def test_windows_match_the_training_features(squeezenet_export, chord_recordings
     assert result.duration == pytest.approx(4.2) and not result.padded
 
 
+def test_a_window_does_not_depend_on_its_neighbours(int8_tflite):
+    """A quiet window beside a loud one scores as it does alone (its own dB floor), so a
+    file, a stream and the training cache all see the same features."""
+    clf = Classifier(int8_tflite)
+    quiet, loud = 1e-3 * _chord(1.0, seed=1), _chord(1.0, seed=2)
+    together = clf.classify_windows(np.stack([quiet, loud]))
+    alone = clf.classify_windows(quiet[None]) + clf.classify_windows(loud[None])
+    np.testing.assert_array_equal(_probs(together), _probs(alone))
+
+
 def test_stereo_other_rates_and_float64_give_the_same_answer(int8_tflite):
     clf = Classifier(int8_tflite)
     y = _chord(3.0)

@@ -202,7 +202,11 @@ def _compute_entry(path: str, target: str, spec_json: str) -> tuple[str, int]:
     features = np.empty((len(starts), *spec.clip_shape), np.float32)
     for i in range(0, len(starts), _BATCH):
         batch = starts[i : i + _BATCH]
-        features[i : i + len(batch)] = extractor.compute(cut(y, batch, spec.clip_samples))
+        # compute_batch: each sub-clip's dB reference and floor are its own (see the
+        # extractor), as in the edge runtime, not the loudest sub-clip's of the batch
+        features[i : i + len(batch)] = np.stack(
+            extractor.compute_batch(list(cut(y, batch, spec.clip_samples)))
+        )
     with writing(target, any_oserror=True):  # the cache, not the audio file
         save_npy(target, features)
     return path, len(starts)

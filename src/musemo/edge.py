@@ -135,7 +135,8 @@ class Classifier:
         loud = power >= self._silence**2
         probs = np.zeros((len(windows), len(self.labels)), np.float32)
         if loud.any():
-            mel = self.extractor.compute(windows if loud.all() else windows[loud])
+            # each window alone (its own dB floor), as the training features were made
+            mel = np.stack(self.extractor.compute_batch(list(windows[loud])))
             mel -= np.float32(s.input_mean)
             mel *= np.float32(1.0 / s.input_std)
             probs[loud] = softmax(self.backend.logits(mel[:, None]))

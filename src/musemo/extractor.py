@@ -58,7 +58,11 @@ class MelExtractor:
         return S
 
     def compute(self, y: np.ndarray, *, sr: int | None = None, threads: int = 1) -> np.ndarray:
-        """Features of ``y`` shaped ``(..., n)`` -> float32 ``(..., n_mels, frames)``."""
+        """Features of ``y`` shaped ``(..., n)`` -> float32 ``(..., n_mels, frames)``.
+
+        Like ``power_to_db`` on the whole output: a ``"max"`` reference and the dB floor
+        are shared by every channel (for clips that stand alone, use ``compute_batch``).
+        """
         self._check_sr(sr)
         s = self.spec
         mel = run_plan(
@@ -69,7 +73,8 @@ class MelExtractor:
     def compute_batch(
         self, ys: Sequence[np.ndarray], *, sr: int | None = None, threads: int = 1
     ) -> list[np.ndarray]:
-        """Features of many 1-D signals (any lengths), spread over ``threads`` threads."""
+        """Features of many 1-D signals (any lengths), spread over ``threads`` threads;
+        each on its own (its own ``"max"`` reference and dB floor)."""
         self._check_sr(sr)
         threads = check_threads(threads)
         s = self.spec

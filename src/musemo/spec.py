@@ -17,6 +17,9 @@ from .filters import check_mel_params, get_window
 from .validation import check_int, is_number
 
 SPEC_FORMAT = "musemo.feature_spec/1"
+# Bumped when the features of a spec change, so caches of the old ones are not reused.
+# 2: each sub-clip's dB reference and 80 dB floor are its own, not its recording's.
+FEATURES_REVISION = 2
 
 
 MAX_SAMPLE_RATE = 768_000
@@ -171,6 +174,7 @@ class FeatureSpec:
         data = self.to_dict()
         data.pop("input_mean")
         data.pop("input_std")
+        data["revision"] = FEATURES_REVISION
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
