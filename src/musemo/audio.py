@@ -32,11 +32,8 @@ def load_audio(
     try:
         with sf.SoundFile(str(path)) as f:
             native_sr = f.samplerate
-            if mono:  # mixed block by block: memory of one channel, not of all of them
-                blocks = f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                parts = [block.mean(axis=1) for block in blocks]
-                y = np.concatenate(parts) if parts else np.empty(0, np.float32)
-                del parts
+            if mono:
+                y = _read_mono(f, path.stat().st_size)
             else:
                 y = f.read(dtype="float32", always_2d=True).T
     except sf.LibsndfileError as exc:
@@ -55,3 +52,22 @@ def load_audio(
         y = soxr.resample(y.T, native_sr, sr, quality="HQ").T
         native_sr = sr
     return np.ascontiguousarray(y, dtype=np.float32), int(native_sr)
+
+
+def _read_mono(f: sf.SoundFile, file_bytes: int) -> np.ndarray:
+    """The channel mean, mixed block by block into one array: an hour of 8-channel audio
+    needs the memory of one channel, not of eight (nor of two copies)."""
+    # the header's length, unless it claims more than any codec packs into the file (a
+    # damaged header must not allocate terabytes); past it (an estimate, as for a VBR MP3
+    # without a Xing header), the remaining blocks are gathered and joined
+    expected = f.frames if 0 < f.frames * f.channels <= 32 * file_bytes else 0
+    y = np.empty(expected, np.float32)
+    n, extra = 0, []
+    for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+        mixed = block.mean(axis=1)
+        take = min(len(mixed), expected - n)
+        y[n : n + take] = mixed[:take]
+        n += take
+        if take < len(mixed):
+            extra.append(mixed[take:])
+    return np.concatenate([y[:n], *extra]) if extra else y[:n]
