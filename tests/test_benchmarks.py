@@ -28,6 +28,26 @@ def test_features_benchmark_quick_run(tmp_path):
     assert {"machine", "settings", "mel", "stft", "batch", "overhead"} <= set(data)
 
 
+def test_cache_scale_benchmark_small_run(tmp_path):
+    out = tmp_path / "cache_scale.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "cache_scale.py"),
+            *("--n", "20", "--root", str(tmp_path / "scale"), "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["resumed_equals_uninterrupted"] and data["runs"]["interrupted"]["killed"]
+    assert data["runs"]["cached"]["entries_after"] == 20
+    assert data["runs"]["uninterrupted"]["peak_rss_mb"] > 0
+    assert not (tmp_path / "scale").exists()
+
+
 def test_wall_ms_each_times_the_functions_in_turn():
     calls = []
     fns = {
