@@ -183,6 +183,53 @@ def test_a_killed_worker_does_not_stop_the_others(tmp_path, chords_30s):
     assert {p.name: p.read_bytes() for p in report.entries.values()} == expected
 
 
+def test_a_file_that_kills_its_worker_is_named_and_the_rest_go_through(tmp_path, chords_30s):
+    """Whichever worker opens one file dies (as when decoding it runs out of memory): that
+    file is listed as failed, every other file is computed."""
+    import threading
+
+    from musemo.data import Recording, scan_folder
+
+    poison = tmp_path / "sad" / "long.wav"
+    poison.parent.mkdir()
+    sf_write_seconds(poison, 1800)  # long enough to be caught holding it open
+    recordings = [*scan_folder(chords_30s)[:8], Recording(poison, "sad", "long")]
+    cache = FeatureCache(tmp_path / "cache", tiny_spec())
+    stop, kills = threading.Event(), set()
+
+    def kill_whoever_opens_it() -> None:
+        while not stop.is_set():
+            for pid in pool_workers(os.getpid()):
+                try:
+                    fds = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+                except OSError:
+                    continue
+                if str(poison) in fds:
+                    os.kill(pid, signal.SIGKILL)
+                    kills.add(pid)
+            time.sleep(0.001)
+
+    killer = threading.Thread(target=kill_whoever_opens_it)
+    killer.start()
+    try:
+        report = cache.build(recordings, workers=2, progress=False)
+    finally:
+        stop.set()
+        killer.join()
+    assert len(kills) == 2  # a worker of the pool, then the one it was retried in
+    assert [(p, why) for p, why in report.failed] == [
+        (poison, f"{poison}: the process computing its features died (killed, or out of memory)")
+    ]
+    assert report.computed == 8 and set(report.entries) == {r.path for r in recordings[:8]}
+
+
+def sf_write_seconds(path: Path, seconds: int) -> None:
+    import soundfile as sf
+
+    t = np.arange(seconds * 16000) / 16000
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, "PCM_16")
+
+
 def pool_workers(pid: int) -> list[int]:
     """The multiprocessing workers ``pid`` spawned (not its resource tracker)."""
     found = []

@@ -337,8 +337,8 @@ class FeatureCache:
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
-        # one at a time, each in a worker of its own, so a file that kills its worker
-        # again is the culprit; the others go through
+        # one at a time in one worker (a new one after each death), so a file that kills
+        # its worker again is the culprit; the others go through
         pool = None
         try:
             for path, target in orphaned:
