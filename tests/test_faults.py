@@ -348,6 +348,17 @@ def test_killed_export_leaves_whole_files(tmp_path, squeezenet_checkpoint, chord
 # ------------------------------------------------------------------ full or read-only disks
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_full_device_is_an_output_error_naming_the_path():
+    from musemo import OutputError
+    from musemo.atomic import writing
+
+    with pytest.raises(OutputError, match="^cannot write out/x.npy: No space left on device$"):
+        with writing("out/x.npy"), open("/dev/full", "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
 def _namespaces_work() -> bool:
     try:
         return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
