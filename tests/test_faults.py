@@ -297,6 +297,43 @@ def test_killed_training_resumes_to_the_same_model(tmp_path, chords_30s):
 
 
 @pytest.mark.slow
+def test_killed_cross_validation_resumes_to_the_same_scores(tmp_path, chord_recordings):
+    pytest.importorskip("torch")
+    from musemo.train import load_checkpoint
+
+    folder, cache = chord_recordings
+    args = ["train", "--data", str(folder), "--cache", str(cache), "--quiet", "--folds", "2"]
+    args += ["--model", "squeezenet1_0", "--epochs", "3", "--workers", "1", *TINY_SPEC_ARGS]
+    t0 = time.monotonic()
+    run([*args, "--out", str(tmp_path / "whole")], tmp_path / "whole.log")
+    seconds = time.monotonic() - t0
+    reference = json.loads((tmp_path / "whole" / "crossval.json").read_text())
+
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(0)
+    kills = 0
+    for fold in (0, 1):  # once during each fold, after its first checkpoint
+        last = out / "squeezenet1_0" / f"fold{fold}" / "last.pt"
+        code = run_killed(
+            [*args, "--out", str(out), "--resume"],
+            tmp_path / "killed.log",
+            when=last.is_file,
+            delay=rng.uniform(0, 0.1 * seconds),
+        )
+        assert code in (None, 0)
+        kills += code is None
+    assert kills >= 1
+    first = out / "squeezenet1_0" / "fold0" / "last.pt"
+    assert load_checkpoint(first)["epoch"] == 3  # fold 0 was done before fold 1's kill
+    done_at = first.stat().st_mtime_ns
+    run([*args, "--out", str(out), "--resume"], tmp_path / "killed.log")
+    assert first.stat().st_mtime_ns == done_at  # scored again, not trained again
+    summary = json.loads((out / "crossval.json").read_text())
+    assert summary == reference
+    print(f"cross-validation: {kills} kills, same per-fold scores")
+
+
+@pytest.mark.slow
 def test_killed_export_leaves_whole_files(tmp_path, squeezenet_checkpoint, chord_recordings):
     pytest.importorskip("onnxruntime")
     from musemo.backends import open_model

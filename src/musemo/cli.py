@@ -143,7 +143,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         models = MODELS if args.model == "all" else (args.model,)
         mode = "grouped" if args.split == "both" else args.split
         summary = cross_validate(
-            data, spec, models, config, args.out, k=args.folds, mode=mode, progress=not args.quiet
+            data,
+            spec,
+            models,
+            config,
+            args.out,
+            k=args.folds,
+            mode=mode,
+            progress=not args.quiet,
+            resume=args.resume,
         )
         print(crossval_table(summary))
         return 0
@@ -159,6 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             split_modes=modes,
             val_fraction=args.val_fraction,
             progress=not args.quiet,
+            resume=args.resume,
         )
         print(markdown_table(rows))
         return 0
@@ -504,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/train", help="run folder")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--resume", action="store_true", help="continue the run (or runs) in --out")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--no-augment", action="store_true", help="no SpecAugment masking")
     train.add_argument(

@@ -64,11 +64,12 @@ def compare_models(
     split_modes: Sequence[str] = ("grouped", "random"),
     val_fraction: float = 0.15,
     progress: bool = True,
+    resume: bool = False,
 ) -> list[dict]:
     """Train every model on each kind of split (same split for all), with the baseline.
 
     Writes ``comparison.md`` and ``comparison.csv`` in ``out_dir`` and one run
-    folder per (split, model).
+    folder per (split, model); ``resume`` continues each run where it stopped.
     """
     out = Path(out_dir)
     rows = []
@@ -91,6 +92,7 @@ def compare_models(
                 dataclasses.replace(config, model=name),
                 out / mode / name,
                 split_mode=mode,
+                resume=resume,
                 progress=progress,
             )
             rows.append(_row(mode, name, metrics["final"], metrics["history"]))
@@ -120,12 +122,14 @@ def cross_validate(
     k: int = 5,
     mode: str = "grouped",
     progress: bool = True,
+    resume: bool = False,
 ) -> dict:
     """``k``-fold cross-validation of the baseline and each model on the same folds.
 
     One split is noise on a few hundred recordings; this reports each score's
     mean and standard deviation over the folds. Writes ``crossval.json`` and
-    ``crossval.md`` in ``out_dir`` (updated after every fold) and one run per (model, fold).
+    ``crossval.md`` in ``out_dir`` (updated after every fold) and one run per (model,
+    fold); ``resume`` continues each run where it stopped (a finished one is only scored).
     """
     out = Path(out_dir)
     folds = kfold_splits(data, k=k, mode=mode, seed=config.seed)
@@ -141,6 +145,7 @@ def cross_validate(
                 dataclasses.replace(config, model=name),
                 out / name / f"fold{i}",
                 split_mode=mode,
+                resume=resume,
                 progress=progress,
             )
             results[name] = metrics["final"]
