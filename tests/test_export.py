@@ -503,3 +503,20 @@ def test_the_larger_models_export_to_onnx(tmp_path, chord_recordings, model, int
     assert report["files"]["onnx/fp32"]["max_abs_diff_vs_torch"] <= 1e-4
     if int8:
         assert report["files"]["onnx/int8"]["agreement_with_torch"] >= 0.9
+
+
+def test_without_a_cache_folder_features_leave_nothing_behind(
+    tmp_path, squeezenet_checkpoint, chord_recordings, monkeypatch
+):
+    import tempfile
+
+    folder, _ = chord_recordings
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    report = export_checkpoint(
+        squeezenet_checkpoint, int8=True, calib=folder, calib_size=40, formats=["onnx"],
+        out=tmp_path / "out",
+    )  # fmt: skip
+    assert report["files"]["onnx/int8"]["agreement_with_torch"] >= 0.8
+    assert list(scratch.iterdir()) == []

@@ -286,7 +286,7 @@ def export_checkpoint(
     ``NAME.int8.tflite`` into ``out`` (default: the checkpoint's folder).
     ``keep_float`` names modules (``features.0``) left in float in the int8 files;
     ``None`` takes each format's default for the architecture (``KEEP_FLOAT``), ``()``
-    quantises all.
+    quantises all. ``cache``: a feature cache folder (default: a temporary one).
     """
     import torch
 
@@ -339,11 +339,13 @@ def export_checkpoint(
             )
     data = None
     if calib is not None:
-        with _step(f"features of {calib}", timings):
+        # without a cache folder, features go to a temporary one, removed afterwards
+        scratch = tempfile.TemporaryDirectory(prefix="musemo-features-") if cache is None else None
+        with _step(f"features of {calib}", timings), scratch or contextlib.nullcontext():
             data = export_data(
                 calib,
                 state,
-                cache=cache or tempfile.gettempdir(),
+                cache=scratch.name if scratch else cache,
                 calib_size=calib_size,
                 workers=workers,
             )
