@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +57,21 @@ def kill_group(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     for _ in range(1000):
-        if not any(_in_group(stat, proc.pid) for stat in Path("/proc").glob("[0-9]*/stat")):
+        if not any(group == proc.pid for _, _, group in live_processes()):
             return
         time.sleep(0.005)
     raise AssertionError(f"processes of group {proc.pid} outlived SIGKILL")
 
 
-def _in_group(stat: Path, group: int) -> bool:
-    try:
-        fields = stat.read_text().rpartition(")")[2].split()
-    except OSError:
-        return False
-    return fields[0] not in ("Z", "X") and int(fields[2]) == group
+def live_processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process that runs (zombies left out)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            yield int(stat.parent.name), int(fields[1]), int(fields[2])
 
 
 def run(args: list[str], log: Path) -> None:
@@ -230,17 +234,15 @@ def sf_write_seconds(path: Path, seconds: int) -> None:
     sf.write(path, (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, "PCM_16")
 
 
-def pool_workers(pid: int) -> list[int]:
-    """The multiprocessing workers ``pid`` spawned (not its resource tracker)."""
+def pool_workers(parent: int) -> list[int]:
+    """The multiprocessing workers ``parent`` spawned (not its resource tracker)."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid, ppid, _ in live_processes():
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
+            if ppid == parent and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X") and b"spawn_main" in cmdline:
-            found.append(int(stat.parent.name))
     return found
 
 
@@ -417,7 +419,7 @@ def on_small_or_read_only_disk(
     copied back to ``folder`` afterwards. Mounts are private to the run (a
     user and mount namespace), so no privileges are needed."""
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = " ".join(map(_quote, [*MUSEMO, *args]))
+    cmd = shlex.join(map(str, [*MUSEMO, *args]))
     if size_kb is None:
         script = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}\n{cmd}"
     else:
@@ -435,12 +437,6 @@ def on_small_or_read_only_disk(
         shutil.rmtree(folder)
         after.rename(folder)
     return done
-
-
-def _quote(word: str) -> str:
-    import shlex
-
-    return shlex.quote(str(word))
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _LEFTOVER = re.compile(r"^\..*\.tmp\.(?P<pid>\d+)\.[^.]+")
 
 
-def temp_prefix(stem: str) -> str:
+def _temp_prefix(stem: str) -> str:
     """The prefix of a temporary file or folder this process makes beside its output."""
     return f".{stem}.tmp.{os.getpid()}."
 
@@ -58,7 +58,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     with writing(path, any_oserror=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            prefix=temp_prefix(path.stem), suffix=f".tmp{path.suffix}", dir=path.parent
+            prefix=_temp_prefix(path.stem), suffix=f".tmp{path.suffix}", dir=path.parent
         )
         os.close(fd)
     try:
@@ -70,6 +70,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staging_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new temporary folder inside ``folder`` (made if missing), removed on exit;
+    leftovers of killed processes in ``folder`` are removed first."""
+    folder = Path(folder)
+    with writing(folder, any_oserror=True):
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(folder)
+        staging = Path(tempfile.mkdtemp(prefix=_temp_prefix("musemo-staging"), dir=folder))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -17,7 +17,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import remove_leftovers, temp_prefix, write_text, writing
+from .atomic import staging_folder, write_text, writing
 from .backends import open_model
 from .errors import ParameterError
 from .metrics import evaluation, softmax
@@ -340,15 +339,13 @@ def export_checkpoint(
     data = None
     if calib is not None:
         # without a cache folder, features go to a temporary one, removed afterwards
-        scratch = tempfile.TemporaryDirectory(prefix="musemo-features-") if cache is None else None
-        with _step(f"features of {calib}", timings), scratch or contextlib.nullcontext():
-            data = export_data(
-                calib,
-                state,
-                cache=scratch.name if scratch else cache,
-                calib_size=calib_size,
-                workers=workers,
-            )
+        cache_folder = (
+            contextlib.nullcontext(cache)
+            if cache is not None
+            else tempfile.TemporaryDirectory(prefix="musemo-features-")
+        )
+        with _step(f"features of {calib}", timings), cache_folder as folder:
+            data = export_data(calib, state, cache=folder, calib_size=calib_size, workers=workers)
         log.info("scoring on %s; calibrating on %d sub-clips", data.source, len(data.calibration))
     probe = data.x if data is not None and len(data.x) else builtin_input(spec)
     with torch.inference_mode():
@@ -360,72 +357,65 @@ def export_checkpoint(
         with torch.inference_mode():
             check_logits = model(torch.from_numpy(data.check)).numpy() if len(data.check) else None
 
-    with writing(out_dir, any_oserror=True):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=temp_prefix("musemo-export"), dir=out_dir))
-    try:
-        with writing(out_dir):
-            files: dict[str, dict] = {}
-            for fmt in chosen:
-                source = _convertible(fmt, model, probe)
-                runs = {}  # key: the written file's inference, loaded once
-                for precision in precisions:
-                    key = f"{fmt.name}/{precision}"
-                    path = staging / planned[key]
-                    info = ModelInfo(
-                        spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
-                    )
-                    what = f"{fmt.name} {precision}"
-                    with _step(f"{what} export", timings):
-                        if precision == "fp32":
-                            _write(fmt, source, info, path, probe, [], "", ())
-                        else:
-                            methods = fmt.calibration if calib_method == "auto" else (calib_method,)
-                            trials = _quantize_best(
-                                fmt,
-                                source,
-                                info,
-                                path,
-                                data,
-                                methods,
-                                keep[fmt.name],
-                                check_logits,
-                                fp32=staging / planned[f"{fmt.name}/fp32"],
-                            )
-                    with _step(f"{what} measurements", timings):
-                        runs[key] = open_model(path).logits
-                        files[key] = _measure(path, runs[key], probe, torch_logits, data)
-                    if precision == "int8":
-                        files[key]["calibration"] = trials
-                with _step(f"{fmt.name} latency", timings):
-                    _time_together(files, runs, probe[:1])
-            report = _report(
-                state,
-                files,
-                data,
-                timings,
-                int8=int8,
-                method=calib_method,
-                keep_float=requested_keep,
-            )
-            if data is not None and len(data.x):
-                report["torch_scores"] = evaluation(
-                    softmax(torch_logits), data.labels, data.recordings, data.label_names
+    with staging_folder(out_dir) as staging, writing(out_dir):
+        files: dict[str, dict] = {}
+        for fmt in chosen:
+            source = _convertible(fmt, model, probe)
+            runs = {}  # key: the written file's inference, loaded once
+            for precision in precisions:
+                key = f"{fmt.name}/{precision}"
+                path = staging / planned[key]
+                info = ModelInfo(
+                    spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
                 )
-            write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
-            write_text(staging / planned["report/md"], report_markdown(report))
-            # An old report goes first and the new one comes last, so a report on disk
-            # always describes the model files beside it, even if this process is killed.
-            reports = [planned[k] for k in ("report/json", "report/md")]
-            models = [rel for rel in planned.values() if rel not in reports]
-            with writing(out_dir, any_oserror=True):
-                for rel in reports:
-                    (out_dir / rel).unlink(missing_ok=True)
-                for rel in models + reports:
-                    os.replace(staging / rel, out_dir / rel)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                what = f"{fmt.name} {precision}"
+                with _step(f"{what} export", timings):
+                    if precision == "fp32":
+                        _write(fmt, source, info, path, probe, [], "", ())
+                    else:
+                        methods = fmt.calibration if calib_method == "auto" else (calib_method,)
+                        trials = _quantize_best(
+                            fmt,
+                            source,
+                            info,
+                            path,
+                            data,
+                            methods,
+                            keep[fmt.name],
+                            check_logits,
+                            fp32=staging / planned[f"{fmt.name}/fp32"],
+                        )
+                with _step(f"{what} measurements", timings):
+                    runs[key] = open_model(path).logits
+                    files[key] = _measure(path, runs[key], probe, torch_logits, data)
+                if precision == "int8":
+                    files[key]["calibration"] = trials
+            with _step(f"{fmt.name} latency", timings):
+                _time_together(files, runs, probe[:1])
+        report = _report(
+            state,
+            files,
+            data,
+            timings,
+            int8=int8,
+            method=calib_method,
+            keep_float=requested_keep,
+        )
+        if data is not None and len(data.x):
+            report["torch_scores"] = evaluation(
+                softmax(torch_logits), data.labels, data.recordings, data.label_names
+            )
+        write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
+        write_text(staging / planned["report/md"], report_markdown(report))
+        # An old report goes first and the new one comes last, so a report on disk
+        # always describes the model files beside it, even if this process is killed.
+        reports = [planned[k] for k in ("report/json", "report/md")]
+        models = [rel for rel in planned.values() if rel not in reports]
+        with writing(out_dir, any_oserror=True):
+            for rel in reports:
+                (out_dir / rel).unlink(missing_ok=True)
+            for rel in models + reports:
+                os.replace(staging / rel, out_dir / rel)
     for rel in planned.values():
         log.info("wrote %s", out_dir / rel)
     return report
