@@ -8,7 +8,9 @@ STAMP := $(VENV)/.musemo-installed
 # The abandoned tflite_runtime wheel (numpy < 2), apart from the venv: the tests run the
 # edge runtime's fallback to it for real.
 TFLITE_RUNTIME := $(VENV)/tflite-runtime-numpy1
-SOURCES := pyproject.toml CMakeLists.txt $(wildcard cpp/*) $(wildcard src/musemo/*.py)
+# what the build reads: the tracked files (or, outside a git checkout, every file) of these
+BUILD_INPUTS := pyproject.toml CMakeLists.txt cpp src
+SOURCES := $(shell git ls-files $(BUILD_INPUTS) 2>/dev/null || find $(BUILD_INPUTS) -type f -not -path '*/__pycache__/*')
 
 .PHONY: demo test lint bench sdist clean
 

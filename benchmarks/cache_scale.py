@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from musemo.atomic import write_text
-from musemo.spec import FeatureSpec
+from musemo._atomic import write_text
+from musemo.features import FeatureSpec
 
 RATES = (22050, 44100, 48000)
 

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from musemo.atomic import atomic_path, write_text
+from musemo._atomic import atomic_path, write_text
 from musemo.data import Recording, SubclipData, kfold_splits, load_dataset
-from musemo.spec import FeatureSpec
+from musemo.features import FeatureSpec
 
 VARIANTS = {  # name: (features in the pack, split mode)
     "grouped": ("raw", "grouped"),
@@ -135,8 +135,7 @@ def _data(features: str):
 
 
 def _job(variant: str, model: str, fold: int, k: int, config: dict, out: str) -> dict:
-    from musemo.baseline import fit_baseline
-    from musemo.train import TrainConfig, fit
+    from musemo.training import TrainConfig, fit, fit_baseline
 
     features, mode = VARIANTS[variant]
     data, spec = _data(features)

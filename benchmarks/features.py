@@ -41,7 +41,7 @@ for _var in (
 import numpy as np  # noqa: E402
 
 import musemo  # noqa: E402
-from musemo.synth import demo_recording  # noqa: E402
+from musemo.data.synthetic import demo_recording
 
 SR = 44100
 SECONDS = 30.0

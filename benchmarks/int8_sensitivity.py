@@ -27,13 +27,12 @@ import numpy as np
 import onnx
 import torch
 
-from musemo.atomic import write_text
-from musemo.backends import open_model
-from musemo.exporter import export_data
-from musemo.model_metadata import ModelInfo
-from musemo.onnx_export import export_onnx, quantize_onnx
-from musemo.spec import FeatureSpec
-from musemo.train import load_checkpoint, model_from_checkpoint
+from musemo._atomic import write_text
+from musemo.edge import ModelInfo, open_model
+from musemo.export.onnx import export_onnx, quantize_onnx
+from musemo.export.pipeline import export_data
+from musemo.features import FeatureSpec
+from musemo.training import load_checkpoint, model_from_checkpoint
 
 
 def _score(path: Path, x: np.ndarray, reference: np.ndarray) -> dict:

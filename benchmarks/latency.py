@@ -42,10 +42,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from musemo.atomic import atomic_path, write_text  # noqa: E402
-from musemo.edge import Classifier  # noqa: E402
-from musemo.speed import wall_ms  # noqa: E402
-from musemo.synth import demo_recording  # noqa: E402
+from musemo._atomic import atomic_path, write_text
+from musemo.data.synthetic import demo_recording
+from musemo.edge import Classifier
+from musemo.timing import wall_ms
 
 ARCHITECTURES = ("squeezenet1_0", "mobilenet_v2")
 VARIANTS = (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")
@@ -86,8 +86,7 @@ def measure_baseline(path: Path, threads: int, repeats: int, checkpoints: dict) 
     import librosa
     import torch
 
-    from musemo.models import build_model
-    from musemo.train import load_checkpoint, model_from_checkpoint
+    from musemo.training import build_model, load_checkpoint, model_from_checkpoint
 
     timed = functools.partial(wall_ms, repeats=repeats, warmup=WARMUP)
     clf = Classifier(path)
@@ -289,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.models}: no exported squeezenet1_0 / mobilenet_v2 model files")
     checkpoints = {}
     for ckpt in args.checkpoint:
-        from musemo.train import load_checkpoint
+        from musemo.training import load_checkpoint
 
         checkpoints[load_checkpoint(ckpt)["model"]] = ckpt
     baseline = not args.no_baseline

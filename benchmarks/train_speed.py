@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from musemo.atomic import write_text
-from musemo.models import MODELS, build_model
+from musemo._atomic import write_text
+from musemo.training import MODELS, build_model
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

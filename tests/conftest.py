@@ -7,7 +7,7 @@ import pytest
 from signals import tonal_signal
 
 import musemo
-from musemo import features
+from musemo.features import spectral as features
 
 
 @pytest.fixture(params=musemo.available_kernels())
@@ -68,7 +68,7 @@ def squeezenet_export(tmp_path_factory, squeezenet_checkpoint, chord_recordings)
     """(folder, report) of the tiny SqueezeNet exported to every format, fp32 and int8."""
     for module in ("onnx", "onnxruntime", "onnxscript", "litert_torch", "ai_edge_litert"):
         pytest.importorskip(module)
-    from musemo.exporter import export_checkpoint
+    from musemo.export import export_checkpoint
 
     folder, cache = chord_recordings
     out = tmp_path_factory.mktemp("exported")

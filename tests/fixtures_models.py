@@ -8,7 +8,7 @@ def train_tiny(root, folder, cache, model: str):
     from fixtures_audio import tiny_spec
 
     from musemo.data import holdout_split, load_dataset
-    from musemo.train import TrainConfig, fit
+    from musemo.training import TrainConfig, fit
 
     data, _ = load_dataset(folder, tiny_spec(), cache=cache, progress=False)
     train, val = holdout_split(data, val_fraction=0.25, seed=0)

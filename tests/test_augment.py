@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 from fixtures_audio import tiny_spec  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
-from musemo.data import Recording, SubclipData  # noqa: E402
-from musemo.train import TrainConfig, fit, shifted, spec_augment  # noqa: E402
+from musemo.data import Recording, SubclipData
+from musemo.training import TrainConfig, fit
+from musemo.training.augment import shifted, spec_augment
 
 N_MELS, FRAMES = 3, 10
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from musemo.speed import wall_ms_each
+from musemo.timing import wall_ms_each
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import soundfile as sf
 
 import musemo
 from musemo.cli import main
-from musemo.synth import demo_recording
+from musemo.data.synthetic import demo_recording
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ if not torch.cuda.is_available():
 from fixtures_audio import tiny_spec  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
-from musemo import train as train_module  # noqa: E402
-from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict  # noqa: E402
+from musemo.training import loop as train_module  # noqa: E402
+from musemo.training import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict
 
 CUDA_CONFIG = TrainConfig(model="squeezenet1_0", epochs=3, batch_size=16, lr=3e-3, device="cuda")
 
@@ -53,7 +53,7 @@ def test_gpu_checkpoint_predicts_like_on_the_cpu(tmp_path, chord_dataset):
     cfg = dataclasses.replace(CUDA_CONFIG, amp=False, epochs=2)
     fit(data, train, val, tiny_spec(), cfg, tmp_path / "run", progress=False)
     state = load_checkpoint(tmp_path / "run" / "last.pt")
-    from musemo.spec import FeatureSpec
+    from musemo.features import FeatureSpec
 
     spec = FeatureSpec.from_dict(state["spec"])
     model = model_from_checkpoint(state)

@@ -20,9 +20,8 @@ from musemo.data import (
     load_recordings,
     read_manifest,
     scan_folder,
-    subclip_starts,
-    subclips,
 )
+from musemo.features import subclip_starts, subclips
 
 
 @pytest.fixture

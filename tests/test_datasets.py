@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musemo import datasets
-from musemo.datasets import MOODS, RAGAS, make_builtin_dataset, raga_recording
+from musemo.data.synthetic import ragas as datasets
+from musemo.data.synthetic import make_builtin_dataset, raga_recording
+from musemo.data.synthetic.ragas import MOODS, RAGAS
 from musemo.errors import ParameterError
 
 SR = 22050

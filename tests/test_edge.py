@@ -20,10 +20,8 @@ pytest.importorskip("ai_edge_litert")
 from fixtures_audio import TINY_SR  # noqa: E402
 
 from musemo import AudioError, ParameterError  # noqa: E402
-from musemo.backends import open_model  # noqa: E402
 from musemo.cli import main  # noqa: E402
-from musemo.edge import Classifier  # noqa: E402
-from musemo.live import classify_live  # noqa: E402
+from musemo.edge import Classifier, classify_live, open_model
 
 MODEL_FILES = [
     "squeezenet1_0.onnx",

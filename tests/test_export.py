@@ -21,16 +21,16 @@ from fixtures_audio import write_chord_dataset  # noqa: E402
 from fixtures_models import train_tiny  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
-from musemo import exporter as exporter_module  # noqa: E402
-from musemo.backends import TfliteBackend  # noqa: E402
+from musemo.export import formats as exporter_module  # noqa: E402
 from musemo.cli import export_main, main  # noqa: E402
-from musemo.data import load_dataset  # noqa: E402
-from musemo.exporter import FORMATS, export_checkpoint  # noqa: E402
-from musemo.model_metadata import read_onnx_metadata, read_tflite_metadata  # noqa: E402
-from musemo.onnx_export import concat_groups  # noqa: E402
-from musemo.spec import FeatureSpec  # noqa: E402
-from musemo.tflite_export import litert_ready  # noqa: E402
-from musemo.train import load_checkpoint, model_from_checkpoint  # noqa: E402
+from musemo.data import load_dataset
+from musemo.edge.backends import TfliteBackend
+from musemo.edge.metadata import read_onnx_metadata, read_tflite_metadata
+from musemo.export import FORMATS, export_checkpoint
+from musemo.export.onnx import concat_groups
+from musemo.export.tflite import litert_ready
+from musemo.features import FeatureSpec
+from musemo.training import load_checkpoint, model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +337,7 @@ def test_a_failed_export_leaves_nothing_behind(
     def broken_quantiser(*args, **kwargs):
         raise RuntimeError("quantiser crashed")
 
-    monkeypatch.setattr("musemo.onnx_export.quantize_onnx", broken_quantiser)
+    monkeypatch.setattr("musemo.export.onnx.quantize_onnx", broken_quantiser)
     with pytest.raises(RuntimeError, match="quantiser crashed"):
         export_checkpoint(
             squeezenet_checkpoint,

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from fixtures_audio import TINY_SPEC_ARGS, tiny_spec, write_chord_dataset
 
-from musemo.atomic import remove_leftovers
+from musemo._atomic import remove_leftovers
 from musemo.data import FeatureCache
 
 MUSEMO = [sys.executable, "-m", "musemo.cli"]
@@ -249,7 +249,7 @@ def pool_workers(parent: int) -> list[int]:
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_model(tmp_path, chords_30s):
     torch = pytest.importorskip("torch")
-    from musemo.train import load_checkpoint
+    from musemo.training import load_checkpoint
 
     args = ["train", "--data", str(chords_30s), "--cache", str(tmp_path / "cache"), "--quiet"]
     args += ["--model", "squeezenet1_0", "--epochs", "6", "--batch-size", "32", "--workers", "1"]
@@ -301,7 +301,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path, chords_30s):
 @pytest.mark.slow
 def test_killed_cross_validation_resumes_to_the_same_scores(tmp_path, chord_recordings):
     pytest.importorskip("torch")
-    from musemo.train import load_checkpoint
+    from musemo.training import load_checkpoint
 
     folder, cache = chord_recordings
     args = ["train", "--data", str(folder), "--cache", str(cache), "--quiet", "--folds", "2"]
@@ -338,8 +338,7 @@ def test_killed_cross_validation_resumes_to_the_same_scores(tmp_path, chord_reco
 @pytest.mark.slow
 def test_killed_export_leaves_whole_files(tmp_path, squeezenet_checkpoint, chord_recordings):
     pytest.importorskip("onnxruntime")
-    from musemo.backends import open_model
-    from musemo.edge import Classifier
+    from musemo.edge import Classifier, open_model
 
     folder, cache = chord_recordings
     args = ["export", str(squeezenet_checkpoint), "--format", "onnx", "--int8"]
@@ -390,7 +389,7 @@ def test_killed_export_leaves_whole_files(tmp_path, squeezenet_checkpoint, chord
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
 def test_a_full_device_is_an_output_error_naming_the_path():
     from musemo import OutputError
-    from musemo.atomic import writing
+    from musemo._atomic import writing
 
     with pytest.raises(OutputError, match="^cannot write out/x.npy: No space left on device$"):
         with writing("out/x.npy"), open("/dev/full", "wb") as f:
@@ -483,7 +482,7 @@ def test_read_only_cache(tmp_path, chords_30s):
 @needs_namespaces
 def test_training_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, chords_30s):
     pytest.importorskip("torch")
-    from musemo.train import load_checkpoint
+    from musemo.training import load_checkpoint
 
     args = ["train", "--data", str(chords_30s), "--cache", str(tmp_path / "cache"), "--quiet"]
     args += ["--model", "squeezenet1_0", "--epochs", "2", "--workers", "1", *TINY_SPEC_ARGS]

@@ -16,7 +16,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 
 from musemo import ParameterError  # noqa: E402
-from musemo.live import Blocks, microphone  # noqa: E402
+from musemo.edge import microphone
+from musemo.edge.live import Blocks
 
 
 def _sounddevice():

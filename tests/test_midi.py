@@ -12,15 +12,10 @@ import soundfile as sf
 
 mido = pytest.importorskip("mido")
 
-from musemo import midi  # noqa: E402
+from musemo.data.synthetic import midi  # noqa: E402
+from musemo.data.synthetic import render_midi
+from musemo.data.synthetic.midi import RenderToolError, emopia_label, find_soundfont, set_program
 from musemo.errors import ParameterError  # noqa: E402
-from musemo.midi import (  # noqa: E402
-    RenderToolError,
-    emopia_label,
-    find_soundfont,
-    render_midi,
-    set_program,
-)
 
 
 def _soundfont_or_none():

@@ -10,7 +10,8 @@ import pytest
 from fixtures_audio import tiny_spec
 
 from musemo import ParameterError
-from musemo.model_metadata import MODEL_FORMAT, ModelInfo, read_onnx_metadata
+from musemo.edge import ModelInfo
+from musemo.edge.metadata import MODEL_FORMAT, read_onnx_metadata
 
 
 @pytest.fixture

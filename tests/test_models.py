@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from musemo import ParameterError  # noqa: E402
-from musemo.models import MODELS, build_model  # noqa: E402
+from musemo.training import MODELS, build_model
 
 
 @pytest.mark.parametrize("name", MODELS)

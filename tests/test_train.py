@@ -15,9 +15,16 @@ from fixtures_audio import TINY_SPEC_ARGS, tiny_spec  # noqa: E402
 
 from musemo import ParameterError  # noqa: E402
 from musemo.cli import main  # noqa: E402
-from musemo.experiments import compare_models, cross_validate  # noqa: E402
-from musemo.spec import FeatureSpec  # noqa: E402
-from musemo.train import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict  # noqa: E402
+from musemo.features import FeatureSpec
+from musemo.training import (
+    TrainConfig,
+    compare_models,
+    cross_validate,
+    fit,
+    load_checkpoint,
+    model_from_checkpoint,
+    predict,
+)
 
 CONFIG = TrainConfig(model="squeezenet1_0", epochs=2, batch_size=16, lr=3e-3)
 
@@ -129,7 +136,7 @@ def test_bad_configs():
     with pytest.raises(ParameterError, match="device='tpu'"):
         TrainConfig(device="tpu")
     if not torch.cuda.is_available():
-        from musemo.train import resolve_device
+        from musemo.training.loop import resolve_device
 
         with pytest.raises(ParameterError, match="CUDA is not available"):
             resolve_device("cuda")

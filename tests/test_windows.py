@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import musemo
-from musemo.filters import WINDOW_NAMES
+from musemo.features.filters import WINDOW_NAMES
 
 signal = pytest.importorskip("scipy.signal")
 

@@ -62,8 +62,8 @@ def _answers(out: Path) -> dict:
 def make(out: Path) -> None:
     from musemo import FeatureSpec
     from musemo.data import holdout_split, load_dataset
-    from musemo.exporter import export_checkpoint
-    from musemo.train import TrainConfig, fit
+    from musemo.export import export_checkpoint
+    from musemo.training import TrainConfig, fit
 
     spec = FeatureSpec(sample_rate=SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
     train_root = _chords(out / "train", per_label=10, seconds=4.2, seed=0)

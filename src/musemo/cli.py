@@ -11,7 +11,7 @@ from .errors import AudioError, ParameterError
 
 
 def _feature_spec(args: argparse.Namespace):
-    from .spec import FeatureSpec
+    from .features.spec import FeatureSpec
 
     if args.spec:
         return FeatureSpec.from_json(Path(args.spec).read_text(encoding="utf-8"))
@@ -29,9 +29,9 @@ def _feature_spec(args: argparse.Namespace):
 def cmd_features(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .atomic import save_npy, write_text
+    from ._atomic import save_npy, write_text
     from .audio import load_audio
-    from .extractor import MelExtractor
+    from .features.extractor import MelExtractor
 
     spec = _feature_spec(args)
     files = [Path(f) for f in args.files]
@@ -75,8 +75,8 @@ def default_cache() -> Path:
 
 
 def _load_data(args: argparse.Namespace, spec, label_names=None):
-    from .data import load_dataset
-    from .distributed import barrier, world
+    from .data.subclips import load_dataset
+    from .training.distributed import barrier, world
 
     w = world()
     if not w.main:
@@ -110,10 +110,10 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import holdout_split
-    from .experiments import compare_models, markdown_table
-    from .models import MODELS
-    from .train import TrainConfig, fit
+    from .data.splits import holdout_split
+    from .training.experiments import compare_models, markdown_table
+    from .training.loop import TrainConfig, fit
+    from .training.models import MODELS
 
     spec = _feature_spec(args)
     config = TrainConfig(
@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         shift=not args.no_shift,
         mixup=args.mixup,
     )
-    from .distributed import world
+    from .training.distributed import world
 
     if world().size > 1 and (args.folds or args.compare or args.model == "all"):
         raise ParameterError(
@@ -138,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     data = _load_data(args, spec)
     if args.folds:
-        from .experiments import cross_validate, crossval_table
+        from .training.experiments import cross_validate, crossval_table
 
         models = MODELS if args.model == "all" else (args.model,)
         mode = "grouped" if args.split == "both" else args.split
@@ -205,10 +205,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .atomic import write_text
+    from ._atomic import write_text
+    from .features.spec import FeatureSpec
     from .metrics import evaluation
-    from .spec import FeatureSpec
-    from .train import load_checkpoint, model_from_checkpoint, predict, resolve_device
+    from .training.checkpoints import load_checkpoint, model_from_checkpoint
+    from .training.loop import predict, resolve_device
 
     state = load_checkpoint(args.checkpoint)
     spec = FeatureSpec.from_dict(state["spec"])
@@ -230,7 +231,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_builtin(args: argparse.Namespace) -> int:
-    from .datasets import make_builtin_dataset
+    from .data.synthetic.ragas import make_builtin_dataset
 
     root = make_builtin_dataset(
         args.root,
@@ -244,7 +245,7 @@ def cmd_builtin(args: argparse.Namespace) -> int:
 
 
 def cmd_render_midi(args: argparse.Namespace) -> int:
-    from .midi import RenderToolError, render_midi
+    from .data.synthetic.midi import RenderToolError, render_midi
 
     program = None if args.program == "keep" else int(args.program)
     try:
@@ -274,7 +275,8 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import logging
 
-    from .exporter import export_checkpoint, report_markdown
+    from .export.pipeline import export_checkpoint
+    from .export.report import report_markdown
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -297,7 +299,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    from .exporter import CALIBRATION_METHODS, FORMATS
+    from .export.formats import CALIBRATION_METHODS, FORMATS
 
     p.add_argument("checkpoint", help="a musemo checkpoint (best.pt or last.pt of a run)")
     p.add_argument(
@@ -335,7 +337,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     import logging
     import warnings
 
-    from .edge import Classifier
+    from .edge.classifier import Classifier
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -373,7 +375,7 @@ def _infer_live(clf, args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .live import classify_live, microphone
+    from .edge.live import classify_live, microphone
 
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     chunks, sr = microphone(device=device, seconds=args.seconds)
@@ -481,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--quiet", action="store_true")
 
-    from .models import HEADS, MODELS
+    from .training.models import HEADS, MODELS
 
     train = sub.add_parser("train", help="train a CNN (or all four) on labelled recordings")
     data_options(train)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path, write_text
+from ._atomic import atomic_path, write_text
 from .audio import load_audio
-from .extractor import MelExtractor
-from .spec import FeatureSpec
-from .speed import compare
-from .synth import demo_recording
+from .data.synthetic.instruments import demo_recording
+from .features.extractor import MelExtractor
+from .features.filters import get_window, mel_filters
+from .features.spec import FeatureSpec
+from .features.spectral import melspectrogram
+from .timing import median_cpu_ms
 
 
 def run_demo(
@@ -76,10 +81,10 @@ def run_demo(
 
 
 def _train_demo(out: Path, *, per_raga: int, epochs: int) -> list[dict]:
-    from .data import load_dataset
-    from .datasets import make_builtin_dataset
-    from .experiments import compare_models, markdown_table
-    from .train import TrainConfig
+    from .data.subclips import load_dataset
+    from .data.synthetic.ragas import make_builtin_dataset
+    from .training.experiments import compare_models, markdown_table
+    from .training.loop import TrainConfig
 
     # Lighter than the paper's 44.1 kHz / 128 mels, so that the CPU trains an
     # epoch in seconds: 64 x 216 per 5 s sub-clip.
@@ -119,7 +124,9 @@ def _deploy_demo(out: Path, wav: Path) -> dict | None:
     import importlib.util
     import logging
 
-    from .exporter import FORMATS, export_checkpoint, report_markdown
+    from .export.formats import FORMATS
+    from .export.pipeline import export_checkpoint
+    from .export.report import report_markdown
 
     needs = [m for f in FORMATS.values() for m in f.requires]
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
@@ -127,7 +134,7 @@ def _deploy_demo(out: Path, wav: Path) -> dict | None:
         extra = "pip install 'musemo[export,tflite]'"
         print(f"7. export skipped: needs {', '.join(missing)} ({extra})")
         return None
-    from .edge import Classifier
+    from .edge.classifier import Classifier
 
     logging.getLogger("musemo.export").setLevel(logging.WARNING)
     models = out / "models"
@@ -152,3 +159,50 @@ def _deploy_demo(out: Path, wav: Path) -> dict | None:
         f"({result.probabilities[result.label]:.2f}); windows: {windows}"
     )
     return {"export": report, "edge": result.to_dict()}
+
+
+def numpy_melspectrogram(
+    y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128
+):
+    """The textbook numpy pipeline: pad, frame, window, rfft, |X|^2, mel matrix."""
+    padded = np.pad(y, n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    power = np.abs(np.fft.rfft(frames * get_window("hann", n_fft).astype(y.dtype), axis=-1)) ** 2
+    return mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels) @ power.T
+
+
+def _single_threaded_blas():
+    """Limit BLAS to one thread so every row is single-threaded CPU time."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # numpy's mel product may then use more than one core
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def compare(y: np.ndarray, *, sr: int, repeats: int = 10) -> list[dict]:
+    """Time musemo, librosa (if installed) and numpy on ``y``: ms and difference from musemo."""
+    ours = melspectrogram(y=y, sr=sr)
+    methods: dict[str, Callable[[], np.ndarray]] = {
+        "musemo (C++)": lambda: melspectrogram(y=y, sr=sr)
+    }
+    try:
+        import librosa
+
+        methods[f"librosa {librosa.__version__}"] = lambda: librosa.feature.melspectrogram(
+            y=y, sr=sr
+        )
+    except ImportError:
+        pass
+    methods[f"numpy {np.__version__} by hand"] = lambda: numpy_melspectrogram(y, sr=sr)
+    rows = []
+    with _single_threaded_blas():
+        for name, fn in methods.items():
+            err = float(np.abs(fn() - ours).max() / ours.max())
+            rows.append(
+                {"method": name, "cpu_ms": median_cpu_ms(fn, repeats), "rel_err_vs_musemo": err}
+            )
+    base = rows[0]["cpu_ms"]
+    for row in rows:
+        row["times_musemo"] = row["cpu_ms"] / base
+    return rows

@@ -1,16 +1,28 @@
-"""Exceptions raised by musemo."""
+"""Exceptions raised by musemo: one base class, and the standard class each one also is."""
 
 from __future__ import annotations
 
 
-class ParameterError(ValueError):
+class MusemoError(Exception):
+    """Base of musemo's own errors; each is also the standard exception it resembles."""
+
+
+class ParameterError(MusemoError, ValueError):
     """A parameter or an input array is invalid; the message names it and its value."""
 
 
-class AudioError(ValueError):
+class AudioError(MusemoError, ValueError):
     """An audio file cannot be read or decoded; the message names the file."""
 
 
-class OutputError(OSError):
+class OutputError(MusemoError, OSError):
     """A result cannot be written (full disk, read-only folder, ...); the message names
     the path. Whatever was there before is left as it was."""
+
+
+def missing_extra(what: str, extra: str, exc: ImportError | OSError) -> ImportError:
+    """The ``ImportError`` for a missing optional dependency: what needs it and the
+    ``pip install 'musemo[extra]'`` that brings it."""
+    err = ImportError(f"{what}: pip install 'musemo[{extra}]' ({exc})")
+    err.__cause__ = exc
+    return err

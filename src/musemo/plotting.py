@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from .atomic import atomic_path
-from .filters import mel_frequencies
-from .spec import FeatureSpec
+from ._atomic import atomic_path
+from .features.filters import mel_frequencies
+from .features.spec import FeatureSpec
 
 
 def _pyplot():

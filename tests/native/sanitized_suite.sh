@@ -19,8 +19,8 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$BUILD" >/dev/null
 
 # The package as installed, with the sanitized extension in place of the normal one.
-rm -rf "$BUILD/pkg" && mkdir -p "$BUILD/pkg/musemo"
-cp src/musemo/*.py "$BUILD/pkg/musemo/"
+rm -rf "$BUILD/pkg" && mkdir -p "$BUILD/pkg"
+(cd src && git ls-files musemo | tar -cf - -T -) | tar -xf - -C "$BUILD/pkg"
 cp "$BUILD"/_native*.so "$BUILD/pkg/musemo/"
 
 # The ASan runtime must load first; CPython's own allocations are never freed at

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .edge import Classifier, WindowResult
-from .errors import AudioError, ParameterError
+from ..errors import AudioError, ParameterError
+from .classifier import Classifier, WindowResult
 
 log = logging.getLogger("musemo.live")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 MODELS = ("squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16")
 HEADS = ("replace", "paper")

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ParameterError
-from .features import _nonfinite_error, as_audio, make_plan, run_plan
+from .._checks import check_threads
+from ..errors import ParameterError
 from .spec import FeatureSpec
-from .validation import check_threads
+from .spectral import _nonfinite_error, as_audio, make_plan, run_plan
 
 
 class MelExtractor:

@@ -11,8 +11,8 @@ from typing import Union
 
 import numpy as np
 
-from .errors import ParameterError
-from .validation import check_int, is_number
+from .._checks import check_int, is_number
+from ..errors import ParameterError
 
 WindowSpec = Union[str, tuple, np.ndarray]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError
-from .model_metadata import ModelInfo, read_onnx_metadata, read_tflite_metadata
+from ..errors import ParameterError
+from .metadata import ModelInfo, read_onnx_metadata, read_tflite_metadata
 
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "logits"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_metadata import TFLITE_FILE_ID, ModelInfo, write_tflite_metadata
+from ..edge.metadata import TFLITE_FILE_ID, ModelInfo, write_tflite_metadata
 
 
 def _floor_max_pool():

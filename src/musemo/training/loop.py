@@ -21,15 +21,16 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path, remove_leftovers, write_text, writing
-from .data import SubclipData, describe_split
+from .._atomic import remove_leftovers, write_text, writing
+from ..data.splits import describe_split
+from ..data.subclips import SubclipData
+from ..errors import ParameterError
+from ..features.spec import FeatureSpec
+from ..metrics import evaluation
+from .augment import shifted, spec_augment
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import barrier, sum_over_processes, world
-from .errors import ParameterError
-from .metrics import evaluation
 from .models import build_model
-from .spec import FeatureSpec
-
-CHECKPOINT_FORMAT = "musemo.checkpoint/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,69 +96,7 @@ def input_stats(data: SubclipData, rows: np.ndarray) -> tuple[float, float]:
     return float(mean), float(std)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    import torch
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        try:
-            torch.save(state, f)
-        except RuntimeError as exc:
-            # torch's zip writer hides a failed write (a full disk) behind its own error
-            if isinstance(exc.__context__, OSError):
-                raise exc.__context__ from None
-            raise
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a musemo checkpoint without unpickling arbitrary objects (``weights_only``)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip, foreign pickle: torch raises many kinds
-        raise ParameterError(f"{path} is not a readable musemo checkpoint: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ParameterError(f"{path} is not a musemo checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
-    return state
-
-
-def model_from_checkpoint(state: dict):
-    """The trained network of a loaded checkpoint, in eval mode on the CPU."""
-    import torch
-
-    model = build_model(state["model"], n_classes=len(state["labels"]), head=state["head"])
-    model.load_state_dict(state["model_state"])
-    return model.to(memory_format=torch.channels_last).eval()
-
-
 # ----------------------------------------------------------------------------- batches
-
-
-def shifted(data: SubclipData, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The given sub-clips, each read from a random offset of up to half a sub-clip
-    either way along its recording (joining it to its neighbour), ``(n, n_mels, frames)``.
-
-    Needs contiguous sub-clips (``clip_hop_seconds == clip_seconds``): the windows
-    then cut the recording at other places every epoch, which small data sets need.
-    """
-    frames = data.features[0].shape[-1]
-    out = np.empty((len(rows),) + data.features[0].shape[1:], np.float32)
-    for k, i in enumerate(rows):
-        rec, sub = data.index[int(i)]
-        clips = data.features[rec]
-        last = (len(clips) - 1) * frames  # latest start on the recording's frame line
-        start = int(np.clip(sub * frames + rng.integers(-frames // 2, frames // 2 + 1), 0, last))
-        a, offset = divmod(start, frames)
-        out[k, :, : frames - offset] = clips[a][:, offset:]
-        if offset:
-            out[k, :, frames - offset :] = clips[a + 1][:, :offset]
-    return out
 
 
 def batches(
@@ -175,23 +114,6 @@ def batches(
         x = shifted(data, part, shift_rng) if shift_rng is not None else data.stack(part)
         x = (x - spec.input_mean) / spec.input_std
         yield x[:, None].astype(np.float32), data.labels[part]
-
-
-def spec_augment(x, generator, *, n_masks: int = 2, max_time: float = 0.1, max_freq: float = 0.15):
-    """SpecAugment-style masking in place: ``n_masks`` time and frequency bands set to 0
-    (the normalised mean), independently for each sub-clip."""
-    import torch
-
-    b, _, n_mels, frames = x.shape
-    for axis, size, max_frac in ((2, n_mels, max_freq), (3, frames, max_time)):
-        for _ in range(n_masks):
-            width = (torch.rand(b, generator=generator) * max_frac * size).long()
-            start = (torch.rand(b, generator=generator) * (size - width)).long()
-            pos = torch.arange(size)
-            mask = (pos[None] >= start[:, None]) & (pos[None] < (start + width)[:, None])
-            shape = (b, 1, size, 1) if axis == 2 else (b, 1, 1, size)
-            x.masked_fill_(mask.view(shape).to(x.device), 0.0)
-    return x
 
 
 def predict(
@@ -462,7 +384,7 @@ def fit(
 
 def _plots(metrics: dict, out: Path) -> None:
     try:
-        from .plotting import plot_confusion, plot_curves
+        from ..plotting import plot_confusion, plot_curves
     except ImportError:  # pragma: no cover - matplotlib missing
         return
     name = metrics["model"]

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path, write_text
-from .errors import ParameterError
-from .synth import fade, pluck, release_ramp, sympathetic, tanpura, tilt
-from .validation import check_int, is_number
+from ..._atomic import atomic_path, write_text
+from ..._checks import check_int, is_number
+from ...errors import ParameterError
+from .instruments import fade, pluck, release_ramp, sympathetic, tanpura, tilt
 
 MOODS = ("happy", "sad")
 

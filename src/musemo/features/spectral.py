@@ -14,10 +14,10 @@ from typing import Callable, Union
 
 import numpy as np
 
-from . import _native
-from .errors import ParameterError
+from .. import _native
+from .._checks import check_int, check_threads, is_number
+from ..errors import ParameterError
 from .filters import WindowSpec, get_window, mel_filters, pad_center
-from .validation import check_int, check_threads, is_number
 
 PAD_MODES = ("constant", "reflect", "edge")
 MAX_N_FFT = 1 << 16

@@ -11,10 +11,10 @@ import hashlib
 import json
 from typing import Any
 
-from .errors import ParameterError
-from .features import check_stft_params
+from .._checks import check_int, is_number
+from ..errors import ParameterError
 from .filters import check_mel_params, get_window
-from .validation import check_int, is_number
+from .spectral import check_stft_params
 
 SPEC_FORMAT = "musemo.feature_spec/1"
 # Bumped when the features of a spec change, so caches of the old ones are not reused.

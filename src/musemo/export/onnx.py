@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import INPUT_NAME, OUTPUT_NAME
-from .model_metadata import ModelInfo, write_onnx_metadata
+from ..edge.backends import INPUT_NAME, OUTPUT_NAME
+from ..edge.metadata import ModelInfo, write_onnx_metadata
 
 OPSET = 18
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"

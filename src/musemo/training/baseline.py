@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import SubclipData
-from .metrics import evaluation
+from ..data.subclips import SubclipData
+from ..metrics import evaluation
 
 
 def band_statistics(data: SubclipData, rows: np.ndarray) -> np.ndarray:

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from .audio import load_audio
+from .._checks import is_number
+from ..audio import load_audio
+from ..errors import AudioError, ParameterError
+from ..features.clips import normalise_loudness, subclips
+from ..features.extractor import MelExtractor
+from ..metrics import softmax
 from .backends import open_model
-from .data import normalise_loudness, subclips
-from .errors import AudioError, ParameterError
-from .extractor import MelExtractor
-from .metrics import softmax
-from .validation import is_number
 
 SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
-import functools
-import importlib.util
 import json
 import logging
 import os
@@ -24,132 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import staging_folder, write_text, writing
-from .backends import open_model
-from .errors import ParameterError
-from .metrics import evaluation, softmax
-from .model_metadata import ModelInfo
-from .models import MODELS
-from .spec import FeatureSpec
-from .speed import wall_ms_each
+from .._atomic import staging_folder, write_text, writing
+from ..edge.backends import open_model
+from ..edge.metadata import ModelInfo
+from ..errors import ParameterError
+from ..features.spec import FeatureSpec
+from ..metrics import evaluation, softmax
+from .formats import FORMATS, KEEP_FLOAT, MIN_CALIBRATION, Format, _nearest, check_request
+from .report import _measure, _report, _time_together, report_markdown
 
 log = logging.getLogger("musemo.export")
-
-
-@dataclasses.dataclass(frozen=True)
-class Format:
-    """One export format: file suffix, architectures, int8 calibration methods (none: no
-    int8), batch size, and what it needs installed."""
-
-    name: str
-    suffix: str
-    architectures: tuple[str, ...]
-    calibration: tuple[str, ...]
-    batch: int  # -1: free
-    requires: tuple[str, ...]
-    extra: str
-
-
-FORMATS = {
-    "onnx": Format(
-        name="onnx",
-        suffix=".onnx",
-        architectures=MODELS,
-        calibration=("minmax", "percentile", "entropy"),
-        batch=-1,
-        requires=("onnx", "onnxruntime", "onnxscript"),
-        extra="export",
-    ),
-    "tflite": Format(
-        name="tflite",
-        suffix=".tflite",
-        architectures=("squeezenet1_0", "mobilenet_v2", "resnet18"),
-        calibration=("minmax", "histogram"),
-        batch=1,
-        requires=("litert_torch", "ai_edge_litert"),
-        extra="tflite",
-    ),
-}
-# "auto" quantises with each of the format's methods and keeps the best on held-out
-# training sub-clips.
-CALIBRATION_METHODS = ("auto", *dict.fromkeys(m for f in FORMATS.values() for m in f.calibration))
-
-# What int8 must keep, from the export issue; the report shows each beside its measurement.
-GOALS = {
-    "accuracy_drop_pp": 0.5,
-    "agreement": 0.99,
-    "speedup": 2.0,
-    "int8_size_mb": {"squeezenet1_0": 0.9, "mobilenet_v2": 2.7},
-}
-MIN_CALIBRATION = 32
-
-# Modules left in float in int8 files unless the caller names others, per (format,
-# architecture). MobileNetV2's stem conv and first block see the one-channel log-mel at
-# full resolution: keeping them in float cut the int8 logit error on held-out *training*
-# sub-clips by 38% (one-at-a-time sensitivity of every layer,
-# benchmarks/int8_sensitivity.py) for under 1% of its multiply-adds. SqueezeNet's
-# one-channel 7x7 stem becomes an int8 depthwise convolution in LiteRT that made the whole
-# int8 model only 1.7x faster than fp32; in float it runs 3.1x faster (onnxruntime runs
-# its float stem slower: none there).
-KEEP_FLOAT = {
-    ("onnx", "mobilenet_v2"): ("features.0", "features.1"),
-    ("tflite", "mobilenet_v2"): ("features.0", "features.1"),
-    ("tflite", "squeezenet1_0"): ("features.0",),
-}
-
-
-def _nearest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def check_request(
-    formats: Sequence[str],
-    architecture: str,
-    *,
-    int8: bool,
-    calib,
-    calib_method: str,
-    keep_float: Sequence[str] = (),
-) -> list[Format]:
-    """The requested formats, or a ParameterError saying what is wrong and what is valid."""
-    chosen = []
-    for name in formats:
-        if name not in FORMATS:
-            raise ParameterError(
-                f"unknown format {name!r}{_nearest(name, list(FORMATS))}: "
-                f"use one or more of {', '.join(FORMATS)}"
-            )
-        fmt = FORMATS[name]
-        if architecture not in fmt.architectures:
-            raise ParameterError(
-                f"{name} export takes {', '.join(fmt.architectures)}, not {architecture}"
-            )
-        if int8 and calib_method != "auto" and calib_method not in fmt.calibration:
-            raise ParameterError(
-                f"calibration method {calib_method!r}"
-                f"{_nearest(calib_method, ('auto', *fmt.calibration))}: {name} calibrates "
-                f"with auto, {', '.join(fmt.calibration)}"
-            )
-        missing = [m for m in fmt.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ParameterError(
-                f"{name} export needs {', '.join(missing)}: pip install 'musemo[{fmt.extra}]'"
-            )
-        chosen.append(fmt)
-    if not chosen:
-        raise ParameterError(f"no format given: use one or more of {', '.join(FORMATS)}")
-    if keep_float and not int8:
-        raise ParameterError("--keep-float applies to int8 files: add --int8")
-    if int8 and calib is None:
-        raise ParameterError(
-            "--int8 needs --calib DATA: real recordings (a folder or manifest) from the "
-            "model's training data, to calibrate the int8 ranges on"
-        )
-    return chosen
-
-
-# ----------------------------------------------------------------------------- data
 
 
 @dataclasses.dataclass
@@ -183,7 +64,7 @@ def export_data(
     up to ``calib_size`` further ones (at most half) form ``check``.
     Data holding none of the validation recordings is split in two by recording.
     """
-    from .data import load_dataset
+    from ..data.subclips import load_dataset
 
     spec = FeatureSpec.from_dict(state["spec"])
     data, report = load_dataset(
@@ -240,15 +121,12 @@ def export_data(
 
 def builtin_input(spec: FeatureSpec) -> np.ndarray:
     """One normalised sub-clip of the built-in demo recording, for checks without data."""
-    from .extractor import MelExtractor
-    from .synth import demo_recording
+    from ..data.synthetic.instruments import demo_recording
+    from ..features.extractor import MelExtractor
 
     y = demo_recording(sr=spec.sample_rate, seconds=spec.clip_seconds + 0.1)[: spec.clip_samples]
     x = (MelExtractor(spec).compute(y) - spec.input_mean) / spec.input_std
     return x[None, None].astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- measuring
 
 
 @contextlib.contextmanager
@@ -289,7 +167,7 @@ def export_checkpoint(
     """
     import torch
 
-    from .train import load_checkpoint, model_from_checkpoint
+    from ..training.checkpoints import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(checkpoint)
     architecture = state["model"]
@@ -424,7 +302,7 @@ def export_checkpoint(
 def _convertible(fmt: Format, model, probe: np.ndarray):
     """The model as ``fmt``'s converter needs it (for TFLite, a ``litert_ready`` copy)."""
     if fmt.name == "tflite":
-        from .tflite_export import litert_ready
+        from .tflite import litert_ready
 
         return litert_ready(model, probe[:8])
     return model
@@ -433,14 +311,14 @@ def _convertible(fmt: Format, model, probe: np.ndarray):
 def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp32=None) -> None:
     """Write one model file (the fp32 file of the format exists before its int8 one)."""
     if fmt.name == "onnx":
-        from .onnx_export import export_onnx, quantize_onnx
+        from .onnx import export_onnx, quantize_onnx
 
         if info.precision == "fp32":
             export_onnx(model, info, path)
         else:
             quantize_onnx(fp32, info, path, calibration, method=method, keep_float=keep_float)
     else:
-        from .tflite_export import export_tflite, quantize_tflite
+        from .tflite import export_tflite, quantize_tflite
 
         if info.precision == "fp32":
             export_tflite(model, info, path, probe)
@@ -481,160 +359,3 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
         "checked_on": len(data.check) if trials else 0,
         "candidates": trials,
     }
-
-
-DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
-
-
-def _time_together(files: dict, runs: dict, x: np.ndarray) -> None:
-    """One-thread latency of one format's files (``runs``: key -> inference), timed in
-    turn (``wall_ms_each``), so the int8 speed-up compares calls made side by side."""
-    timed = wall_ms_each({k: functools.partial(run, x) for k, run in runs.items()}, repeats=50)
-    for k, t in timed.items():
-        files[k]["latency_ms_1_thread"] = t
-
-
-def _measure(path: Path, run, probe, torch_logits, data) -> dict:
-    logits = run(probe)
-    p_torch, p_file = softmax(torch_logits), softmax(logits)
-    same = logits.argmax(1) == torch_logits.argmax(1)
-    decisive = p_torch.max(1) >= DECISIVE
-    dp = np.abs(p_file - p_torch).max(1)
-    entry = {
-        "file": path.name,
-        "bytes": path.stat().st_size,
-        "max_abs_diff_vs_torch": float(np.abs(logits - torch_logits).max()),
-        "agreement_with_torch": float(same.mean()),
-        "agreement_decisive": float(same[decisive].mean()) if decisive.any() else None,
-        "decisive_inputs": int(decisive.sum()),
-        "probability_abs_diff": {
-            "median": float(np.median(dp)),
-            "p95": float(np.percentile(dp, 95)),
-            "max": float(dp.max()),
-        },
-    }
-    if data is not None and len(data.x):
-        entry["scores"] = evaluation(
-            softmax(logits), data.labels, data.recordings, data.label_names
-        )
-    return entry
-
-
-def _report(state, files, data, timings, *, int8, method, keep_float) -> dict:
-    architecture = state["model"]
-    report = {
-        "checkpoint_model": architecture,
-        "labels": list(state["labels"]),
-        "input_shape": [1, 1, *FeatureSpec.from_dict(state["spec"]).clip_shape],
-        "calibration": None,
-        "scored_on": data.source if data is not None else "the built-in demo recording",
-        "files": files,
-        "seconds": timings,
-        "goals": {},
-    }
-    if int8:
-        report["calibration"] = {
-            "method": method,
-            "subclips": len(data.calibration),
-            "kept_float": "default" if keep_float is None else list(keep_float),
-        }
-        for fmt in FORMATS:
-            f32, i8 = files.get(f"{fmt}/fp32"), files.get(f"{fmt}/int8")
-            if f32 is None or i8 is None:
-                continue
-            goals = {}
-            if "scores" in f32:
-                drop = 100 * (
-                    f32["scores"]["subclip"]["accuracy"] - i8["scores"]["subclip"]["accuracy"]
-                )
-                goals["accuracy_drop_pp"] = _goal(drop, GOALS["accuracy_drop_pp"], "<=")
-            goals["agreement"] = _goal(i8["agreement_with_torch"], GOALS["agreement"], ">=")
-            if i8["agreement_decisive"] is not None:
-                goals["agreement_decisive"] = _goal(
-                    i8["agreement_decisive"], GOALS["agreement"], ">="
-                )
-            speedup = f32["latency_ms_1_thread"]["median"] / i8["latency_ms_1_thread"]["median"]
-            goals["speedup"] = _goal(speedup, GOALS["speedup"], ">=")
-            limit = GOALS["int8_size_mb"].get(architecture)
-            if limit is not None:
-                goals["int8_size_mb"] = _goal(i8["bytes"] / 1e6, limit, "<=")
-            report["goals"][fmt] = goals
-    return report
-
-
-def _goal(value: float, target: float, relation: str) -> dict:
-    met = value <= target if relation == "<=" else value >= target
-    return {"value": value, "goal": f"{relation} {target:g}", "met": bool(met)}
-
-
-def report_markdown(report: dict) -> str:
-    """The export report as Markdown: one row per file, then the int8 goals."""
-    lines = [
-        f"# Export of {report['checkpoint_model']} "
-        f"(input {'x'.join(map(str, report['input_shape']))})\n",
-        f"Scored on {report['scored_on']}.",
-    ]
-    if report["calibration"]:
-        c = report["calibration"]
-        chosen = "; ".join(
-            f"{f['file']}: {f['calibration']['method']}, kept in float: "
-            f"{', '.join(f['calibration']['kept_float']) or 'nothing'}"
-            for f in report["files"].values()
-            if "calibration" in f
-        )
-        lines.append(
-            f"int8: per-channel int8 weights, int8 activations calibrated on {c['subclips']} "
-            f"training sub-clips (calibration {c['method']}, modules in float "
-            f"{'by default' if c['kept_float'] == 'default' else 'as asked'}): {chosen}."
-        )
-        for f in report["files"].values():
-            trials = f.get("calibration", {}).get("candidates")
-            if trials:
-                tried = "; ".join(
-                    f"{m} agreement {t['agreement']:.3f}, mean probability diff "
-                    f"{t['probability_abs_diff_mean']:.4f}"
-                    for m, t in trials.items()
-                )
-                lines.append(
-                    f"{f['file']}: on {f['calibration']['checked_on']} held-out training "
-                    f"sub-clips, {tried}."
-                )
-    lines += [
-        "",
-        "| file | size MB | max abs diff vs PyTorch (logits) | probability diff p95 | "
-        "agreement with PyTorch (all / decisive) | sub-clip acc. | recording acc. | "
-        "latency ms (1 thread, median / p95) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for f in report["files"].values():
-        scores = f.get("scores")
-        acc = f"{scores['subclip']['accuracy']:.3f}" if scores else "—"
-        rec = f"{scores['recording']['accuracy']:.3f}" if scores else "—"
-        lat = f["latency_ms_1_thread"]
-        decisive = "—" if f["agreement_decisive"] is None else f"{f['agreement_decisive']:.3f}"
-        lines.append(
-            f"| {f['file']} | {f['bytes'] / 1e6:.2f} | {f['max_abs_diff_vs_torch']:.2e} | "
-            f"{f['probability_abs_diff']['p95']:.4f} | "
-            f"{f['agreement_with_torch']:.3f} / {decisive} | {acc} | {rec} | "
-            f"{lat['median']:.2f} / {lat['p95']:.2f} |"
-        )
-    if "torch_scores" in report:
-        t = report["torch_scores"]
-        lines.append(
-            f"| PyTorch fp32 (reference) | — | — | — | — | {t['subclip']['accuracy']:.3f} | "
-            f"{t['recording']['accuracy']:.3f} | — |"
-        )
-    lines.append(
-        f"\nDecisive inputs: PyTorch's top class has probability >= {DECISIVE}; "
-        "the others sit on the decision boundary, where any rounding can flip them."
-    )
-    for fmt, goals in report["goals"].items():
-        lines += ["", f"## int8 goals, {fmt}", "", "| goal | measured | target | met |"]
-        lines.append("|---|---|---|---|")
-        for key, g in goals.items():
-            lines.append(
-                f"| {key} | {g['value']:.3f} | {g['goal']} | {'yes' if g['met'] else 'NO'} |"
-            )
-    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
-    lines += ["", f"Steps: {seconds}."]
-    return "\n".join(lines) + "\n"

@@ -30,9 +30,9 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path, write_text
-from .errors import ParameterError
-from .validation import check_int, is_number
+from ..._atomic import atomic_path, write_text
+from ..._checks import check_int, is_number
+from ...errors import ParameterError
 
 SITAR = 104  # General MIDI program 105, counted from 0
 DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0

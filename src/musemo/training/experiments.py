@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text
+from .._atomic import write_text
+from ..data.splits import holdout_split, kfold_splits
+from ..data.subclips import SubclipData
+from ..features.spec import FeatureSpec
 from .baseline import fit_baseline
-from .data import SubclipData, holdout_split, kfold_splits
-from .spec import FeatureSpec
-from .train import TrainConfig, fit
+from .loop import TrainConfig, fit
 
 COLUMNS = (
     "split",

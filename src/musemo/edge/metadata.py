@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
-from .spec import FeatureSpec
+from ..errors import ParameterError
+from ..features.spec import FeatureSpec
 
 METADATA_KEY = "musemo"
 MODEL_FORMAT = "musemo.model/1"

@@ -1,0 +1,76 @@
+"""Honest splits: stratified by label, grouped by recording or song (or the paper's
+random sub-clip split, to measure its leak)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from .subclips import SubclipData
+
+SPLIT_MODES = ("grouped", "random")
+
+
+def _check_split(data: SubclipData, n_splits: int, mode: str) -> None:
+    if mode not in SPLIT_MODES:
+        raise ParameterError(f"split mode {mode!r}: use one of {SPLIT_MODES}")
+    counts = np.bincount(data.labels, minlength=len(data.label_names))
+    for name, count in zip(data.label_names, counts):
+        if count == 0:
+            raise ParameterError(f"label {name!r} has no sub-clips")
+    if mode == "grouped":
+        for k, name in enumerate(data.label_names):
+            n_groups = len(set(data.groups[data.labels == k]))
+            if n_groups < n_splits:
+                raise ParameterError(
+                    f"label {name!r} has {n_groups} recording group(s); a grouped split into "
+                    f"{n_splits} parts needs at least {n_splits} per label: add recordings "
+                    "or use fewer folds"
+                )
+
+
+def kfold_splits(
+    data: SubclipData, *, k: int = 5, mode: str = "grouped", seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` (train, validation) index pairs over sub-clips, stratified by label.
+
+    ``"grouped"`` keeps every group (recording or song) on one side;
+    ``"random"`` splits sub-clips as the paper did, letting sub-clips of one
+    recording fall on both sides (it inflates accuracy: use it to measure that).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    _check_split(data, k, mode)
+    rows = np.arange(len(data))
+    if mode == "grouped":
+        folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(folds.split(rows, data.labels, data.groups))
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(folds.split(rows, data.labels))
+
+
+def holdout_split(
+    data: SubclipData, *, val_fraction: float = 0.15, mode: str = "grouped", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (train, validation) split with about ``val_fraction`` of the sub-clips held out
+    (the paper's 85/15): the first fold of ``round(1 / val_fraction)`` stratified folds."""
+    if not 0 < val_fraction < 0.5:
+        raise ParameterError(f"val_fraction={val_fraction}: must be between 0 and 0.5")
+    return kfold_splits(data, k=max(2, round(1 / val_fraction)), mode=mode, seed=seed)[0]
+
+
+def describe_split(data: SubclipData, train: np.ndarray, val: np.ndarray, mode: str) -> dict:
+    """What a split holds, for the run directory: counts and the held-out groups."""
+    groups = data.groups
+    overlap = sorted(set(groups[train]) & set(groups[val]))
+    return {
+        "mode": mode,
+        "train_subclips": int(len(train)),
+        "val_subclips": int(len(val)),
+        "train_groups": int(len(set(groups[train]))),
+        "val_groups": sorted(set(groups[val].tolist())),
+        "groups_on_both_sides": len(overlap),
+        "val_label_counts": {
+            name: int((data.labels[val] == k).sum()) for k, name in enumerate(data.label_names)
+        },
+    }

@@ -1,0 +1,91 @@
+"""Every sub-clip of a set of recordings, gathered from the feature cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..features.spec import FeatureSpec
+from .cache import CacheReport, FeatureCache
+from .recordings import Recording, load_recordings
+
+
+@dataclasses.dataclass
+class SubclipData:
+    """Every sub-clip of a set of recordings, with the recording it came from.
+
+    ``features[i]`` is recording i's memory-mapped array; ``index`` rows are
+    ``(recording, sub-clip)``; ``labels`` are integers into ``label_names``.
+    """
+
+    recordings: list[Recording]
+    features: list[np.ndarray]
+    index: np.ndarray
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The group of each sub-clip (its recording's group)."""
+        names = np.array([r.group for r in self.recordings])
+        return names[self.index[:, 0]]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subclip(self, i: int) -> np.ndarray:
+        rec, sub = self.index[i]
+        return self.features[rec][sub]
+
+    def stack(self, rows: np.ndarray) -> np.ndarray:
+        """Features of the given sub-clips as one in-memory array ``(n, n_mels, frames)``."""
+        return np.stack([self.subclip(int(i)) for i in rows]) if len(rows) else np.empty((0,))
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    spec: FeatureSpec,
+    *,
+    cache: str | os.PathLike,
+    workers: int = 1,
+    progress: bool = True,
+    strict: bool = False,
+    label_names: Sequence[str] | None = None,
+    allow_outside_root: bool = False,
+) -> tuple[SubclipData, CacheReport]:
+    """Read recordings, fill the feature cache and gather every sub-clip.
+
+    ``label_names`` fixes the label order (e.g. a checkpoint's); by default the
+    labels found, sorted. Needs at least two labels unless ``label_names`` is given.
+    ``allow_outside_root``: see ``read_manifest``.
+    """
+    recordings = load_recordings(source, allow_outside_root=allow_outside_root)
+    found = sorted({r.label for r in recordings})
+    names = tuple(label_names) if label_names is not None else tuple(found)
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        raise ParameterError(f"labels {unknown} in {source} are not among {list(names)}")
+    if label_names is None and len(names) < 2:
+        raise ParameterError(
+            f"{source} holds one label only ({names[0]!r}): a classifier needs two"
+        )
+    store = FeatureCache(cache, spec)
+    report = store.build(recordings, workers=workers, progress=progress, strict=strict)
+    kept, features = [], []
+    for rec in recordings:
+        if rec.path in report.entries:
+            kept.append(rec)
+            features.append(np.load(report.entries[rec.path], mmap_mode="r"))
+    if not kept:
+        reasons = "; ".join(f"{p}: {why}" for p, why in report.failed[:3])
+        raise ParameterError(f"no readable recordings in {source}: {reasons}")
+    index = np.array(
+        [(r, s) for r, f in enumerate(features) for s in range(len(f))], dtype=np.int64
+    )
+    lookup = {name: i for i, name in enumerate(names)}
+    labels = np.array([lookup[kept[r].label] for r in index[:, 0]], dtype=np.int64)
+    return SubclipData(kept, features, index, labels, names), report

@@ -1,0 +1,179 @@
+"""What an export measured: each file against PyTorch, its scores, size and latency;
+the report as JSON and Markdown."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ..features.spec import FeatureSpec
+from ..metrics import evaluation, softmax
+from ..timing import wall_ms_each
+from .formats import FORMATS
+
+# What int8 must keep, from the export issue; the report shows each beside its measurement.
+GOALS = {
+    "accuracy_drop_pp": 0.5,
+    "agreement": 0.99,
+    "speedup": 2.0,
+    "int8_size_mb": {"squeezenet1_0": 0.9, "mobilenet_v2": 2.7},
+}
+
+
+DECISIVE = 0.55  # a PyTorch top-class probability at least this is a decisive input
+
+
+def _time_together(files: dict, runs: dict, x: np.ndarray) -> None:
+    """One-thread latency of one format's files (``runs``: key -> inference), timed in
+    turn (``wall_ms_each``), so the int8 speed-up compares calls made side by side."""
+    timed = wall_ms_each({k: functools.partial(run, x) for k, run in runs.items()}, repeats=50)
+    for k, t in timed.items():
+        files[k]["latency_ms_1_thread"] = t
+
+
+def _measure(path: Path, run, probe, torch_logits, data) -> dict:
+    logits = run(probe)
+    p_torch, p_file = softmax(torch_logits), softmax(logits)
+    same = logits.argmax(1) == torch_logits.argmax(1)
+    decisive = p_torch.max(1) >= DECISIVE
+    dp = np.abs(p_file - p_torch).max(1)
+    entry = {
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "max_abs_diff_vs_torch": float(np.abs(logits - torch_logits).max()),
+        "agreement_with_torch": float(same.mean()),
+        "agreement_decisive": float(same[decisive].mean()) if decisive.any() else None,
+        "decisive_inputs": int(decisive.sum()),
+        "probability_abs_diff": {
+            "median": float(np.median(dp)),
+            "p95": float(np.percentile(dp, 95)),
+            "max": float(dp.max()),
+        },
+    }
+    if data is not None and len(data.x):
+        entry["scores"] = evaluation(
+            softmax(logits), data.labels, data.recordings, data.label_names
+        )
+    return entry
+
+
+def _report(state, files, data, timings, *, int8, method, keep_float) -> dict:
+    architecture = state["model"]
+    report = {
+        "checkpoint_model": architecture,
+        "labels": list(state["labels"]),
+        "input_shape": [1, 1, *FeatureSpec.from_dict(state["spec"]).clip_shape],
+        "calibration": None,
+        "scored_on": data.source if data is not None else "the built-in demo recording",
+        "files": files,
+        "seconds": timings,
+        "goals": {},
+    }
+    if int8:
+        report["calibration"] = {
+            "method": method,
+            "subclips": len(data.calibration),
+            "kept_float": "default" if keep_float is None else list(keep_float),
+        }
+        for fmt in FORMATS:
+            f32, i8 = files.get(f"{fmt}/fp32"), files.get(f"{fmt}/int8")
+            if f32 is None or i8 is None:
+                continue
+            goals = {}
+            if "scores" in f32:
+                drop = 100 * (
+                    f32["scores"]["subclip"]["accuracy"] - i8["scores"]["subclip"]["accuracy"]
+                )
+                goals["accuracy_drop_pp"] = _goal(drop, GOALS["accuracy_drop_pp"], "<=")
+            goals["agreement"] = _goal(i8["agreement_with_torch"], GOALS["agreement"], ">=")
+            if i8["agreement_decisive"] is not None:
+                goals["agreement_decisive"] = _goal(
+                    i8["agreement_decisive"], GOALS["agreement"], ">="
+                )
+            speedup = f32["latency_ms_1_thread"]["median"] / i8["latency_ms_1_thread"]["median"]
+            goals["speedup"] = _goal(speedup, GOALS["speedup"], ">=")
+            limit = GOALS["int8_size_mb"].get(architecture)
+            if limit is not None:
+                goals["int8_size_mb"] = _goal(i8["bytes"] / 1e6, limit, "<=")
+            report["goals"][fmt] = goals
+    return report
+
+
+def _goal(value: float, target: float, relation: str) -> dict:
+    met = value <= target if relation == "<=" else value >= target
+    return {"value": value, "goal": f"{relation} {target:g}", "met": bool(met)}
+
+
+def report_markdown(report: dict) -> str:
+    """The export report as Markdown: one row per file, then the int8 goals."""
+    lines = [
+        f"# Export of {report['checkpoint_model']} "
+        f"(input {'x'.join(map(str, report['input_shape']))})\n",
+        f"Scored on {report['scored_on']}.",
+    ]
+    if report["calibration"]:
+        c = report["calibration"]
+        chosen = "; ".join(
+            f"{f['file']}: {f['calibration']['method']}, kept in float: "
+            f"{', '.join(f['calibration']['kept_float']) or 'nothing'}"
+            for f in report["files"].values()
+            if "calibration" in f
+        )
+        lines.append(
+            f"int8: per-channel int8 weights, int8 activations calibrated on {c['subclips']} "
+            f"training sub-clips (calibration {c['method']}, modules in float "
+            f"{'by default' if c['kept_float'] == 'default' else 'as asked'}): {chosen}."
+        )
+        for f in report["files"].values():
+            trials = f.get("calibration", {}).get("candidates")
+            if trials:
+                tried = "; ".join(
+                    f"{m} agreement {t['agreement']:.3f}, mean probability diff "
+                    f"{t['probability_abs_diff_mean']:.4f}"
+                    for m, t in trials.items()
+                )
+                lines.append(
+                    f"{f['file']}: on {f['calibration']['checked_on']} held-out training "
+                    f"sub-clips, {tried}."
+                )
+    lines += [
+        "",
+        "| file | size MB | max abs diff vs PyTorch (logits) | probability diff p95 | "
+        "agreement with PyTorch (all / decisive) | sub-clip acc. | recording acc. | "
+        "latency ms (1 thread, median / p95) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in report["files"].values():
+        scores = f.get("scores")
+        acc = f"{scores['subclip']['accuracy']:.3f}" if scores else "—"
+        rec = f"{scores['recording']['accuracy']:.3f}" if scores else "—"
+        lat = f["latency_ms_1_thread"]
+        decisive = "—" if f["agreement_decisive"] is None else f"{f['agreement_decisive']:.3f}"
+        lines.append(
+            f"| {f['file']} | {f['bytes'] / 1e6:.2f} | {f['max_abs_diff_vs_torch']:.2e} | "
+            f"{f['probability_abs_diff']['p95']:.4f} | "
+            f"{f['agreement_with_torch']:.3f} / {decisive} | {acc} | {rec} | "
+            f"{lat['median']:.2f} / {lat['p95']:.2f} |"
+        )
+    if "torch_scores" in report:
+        t = report["torch_scores"]
+        lines.append(
+            f"| PyTorch fp32 (reference) | — | — | — | — | {t['subclip']['accuracy']:.3f} | "
+            f"{t['recording']['accuracy']:.3f} | — |"
+        )
+    lines.append(
+        f"\nDecisive inputs: PyTorch's top class has probability >= {DECISIVE}; "
+        "the others sit on the decision boundary, where any rounding can flip them."
+    )
+    for fmt, goals in report["goals"].items():
+        lines += ["", f"## int8 goals, {fmt}", "", "| goal | measured | target | met |"]
+        lines.append("|---|---|---|---|")
+        for key, g in goals.items():
+            lines.append(
+                f"| {key} | {g['value']:.3f} | {g['goal']} | {'yes' if g['met'] else 'NO'} |"
+            )
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
+    lines += ["", f"Steps: {seconds}."]
+    return "\n".join(lines) + "\n"
