@@ -222,7 +222,7 @@ def test_a_file_that_kills_its_worker_is_named_and_the_rest_go_through(tmp_path,
         killer.join()
     assert len(kills) == 2  # a worker of the pool, then the one it was retried in
     assert [(p, why) for p, why in report.failed] == [
-        (poison, f"{poison}: the process computing its features died (killed, or out of memory)")
+        (poison, f"{poison}: the process working on it died (killed, or out of memory)")
     ]
     assert report.computed == 8 and set(report.entries) == {r.path for r in recordings[:8]}
 

@@ -27,9 +27,8 @@ def _feature_spec(args: argparse.Namespace):
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ._atomic import save_npy, write_text
+    from ._progress import progress_bar
     from .audio import load_audio
     from .features.extractor import MelExtractor
 
@@ -50,7 +49,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     extractor = MelExtractor(spec)
     write_text(out / "feature_spec.json", spec.to_json() + "\n")
     failures = []
-    for path in tqdm(files, desc="features", unit="file", disable=args.quiet):
+    for path in progress_bar(files, desc="features", unit="file", show=not args.quiet):
         try:
             y, sr = load_audio(path, sr=spec.sample_rate)
             S = extractor.compute(y, sr=sr)

@@ -20,9 +20,11 @@ class OutputError(MusemoError, OSError):
     the path. Whatever was there before is left as it was."""
 
 
-def missing_extra(what: str, extra: str, exc: ImportError | OSError) -> ImportError:
-    """The ``ImportError`` for a missing optional dependency: what needs it and the
+class MissingDependencyError(MusemoError, ImportError):
+    """An optional dependency is not installed; the message names what needs it and the
     ``pip install 'musemo[extra]'`` that brings it."""
-    err = ImportError(f"{what}: pip install 'musemo[{extra}]' ({exc})")
-    err.__cause__ = exc
-    return err
+
+    def __init__(self, what: str, extra: str, detail: str = "") -> None:
+        tail = f" ({detail})" if detail else ""
+        super().__init__(f"{what}: pip install 'musemo[{extra}]'{tail}")
+        self.extra = extra

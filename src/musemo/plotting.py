@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from ._atomic import atomic_path
+from .errors import MissingDependencyError
 from .features.filters import mel_frequencies
 from .features.spec import FeatureSpec
 
@@ -18,7 +19,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'musemo[plot]'") from exc
+        raise MissingDependencyError("plotting needs matplotlib", "plot") from exc
     return plt
 
 

@@ -44,7 +44,3 @@ def wall_ms_each(
         t.sort()
         out[name] = {"median": float(np.median(t)), "p95": t[int(0.95 * (repeats - 1))]}
     return out
-
-
-
-

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from ..errors import AudioError, OutputError, ParameterError
 from ..features.clips import cut, normalise_loudness, subclip_starts
 from ..features.extractor import MelExtractor
 from ..features.spec import FeatureSpec
+from .pool import for_each
 from .recordings import Recording
 
 
@@ -118,8 +116,6 @@ class FeatureCache:
         leftovers of a killed run removed. A cache that cannot be written (full
         disk, read-only folder) raises ``OutputError``, whatever ``strict`` says.
         """
-        from tqdm import tqdm
-
         todo, reused, failed, entries = [], 0, [], {}
         for rec in recordings:
             try:
@@ -136,12 +132,10 @@ class FeatureCache:
             with writing(self.folder, any_oserror=True):
                 self.folder.mkdir(parents=True, exist_ok=True)
             write_text(self.folder / "feature_spec.json", self.spec.to_json() + "\n")
-        bar = tqdm(total=len(todo), desc="features", unit="file", disable=not progress or not todo)
         computed = 0
 
-        def done(path: Path, error: BaseException | None) -> None:
+        def done(path: Path, result, error: BaseException | None) -> None:
             nonlocal computed
-            bar.update()
             if error is None:
                 computed += 1
             elif isinstance(error, OutputError) or strict:
@@ -149,65 +143,17 @@ class FeatureCache:
             else:
                 failed.append((path, str(error) or type(error).__name__))
 
-        try:
-            if workers <= 1:
-                spec_json = self.spec.to_json()
-                for path, target in todo:
-                    try:
-                        _compute_entry(str(path), str(target), spec_json)
-                    except _FILE_ERRORS as exc:
-                        done(path, exc)
-                    else:
-                        done(path, None)
-            else:
-                self._build_in_processes(todo, workers, done)
-        finally:
-            bar.close()
+        spec_json = self.spec.to_json()
+        jobs = [(path, (str(path), str(target), spec_json)) for path, target in todo]
+        for_each(
+            _compute_entry,
+            jobs,
+            done,
+            workers=workers,
+            errors=_FILE_ERRORS,
+            desc="features",
+            progress=progress,
+        )
         for path, _ in failed:
             entries.pop(path, None)
         return CacheReport(computed, reused, failed, entries)
-
-    def _build_in_processes(self, todo, workers: int, done) -> None:
-        # spawn, not fork: a parent that has started threads (torch, JAX) can
-        # deadlock a forked child
-        spawn = multiprocessing.get_context("spawn")
-        spec_json = self.spec.to_json()
-        orphaned = []  # files in a pool whose worker died: which one killed it is unknown
-        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-            futures = {
-                pool.submit(_compute_entry, str(p), str(t), spec_json): (p, t) for p, t in todo
-            }
-            try:
-                for fut in as_completed(futures):
-                    exc = fut.exception()
-                    if isinstance(exc, BrokenProcessPool):
-                        orphaned.append(futures[fut])
-                    else:
-                        done(futures[fut][0], exc)
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
-        # one at a time in one worker (a new one after each death), so a file that kills
-        # its worker again is the culprit; the others go through
-        pool = None
-        try:
-            for path, target in orphaned:
-                pool = pool or ProcessPoolExecutor(max_workers=1, mp_context=spawn)
-                try:
-                    pool.submit(_compute_entry, str(path), str(target), spec_json).result()
-                    done(path, None)
-                except BrokenProcessPool:
-                    pool.shutdown()
-                    pool = None
-                    done(
-                        path,
-                        AudioError(
-                            f"{path}: the process computing its features died "
-                            "(killed, or out of memory)"
-                        ),
-                    )
-                except _FILE_ERRORS as exc:
-                    done(path, exc)
-        finally:
-            if pool is not None:
-                pool.shutdown()

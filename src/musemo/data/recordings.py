@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
+from .._atomic import write_text
 from ..errors import ParameterError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -110,3 +113,15 @@ def load_recordings(
     if source.is_file() and source.suffix.lower() == ".csv":
         return read_manifest(source, allow_outside_root=allow_outside_root)
     return scan_folder(source)
+
+
+def write_manifest(root: str | os.PathLike, rows: Sequence[tuple[str, str, str]]) -> Path:
+    """Write ``root/manifest.csv`` (``path,label,group``; paths relative to ``root``), the
+    form ``read_manifest`` reads, atomically. Returns its path."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("path", "label", "group"))
+    writer.writerows(rows)
+    path = Path(root) / "manifest.csv"
+    write_text(path, buf.getvalue())
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, ParameterError
 from .metadata import ModelInfo, read_onnx_metadata, read_tflite_metadata
 
 INPUT_NAME = "logmel"
@@ -48,8 +48,8 @@ class OnnxBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ParameterError(
-                f"running {Path(path).name} needs onnxruntime: pip install 'musemo[edge]'"
+            raise MissingDependencyError(
+                f"running {Path(path).name} needs onnxruntime", "edge"
             ) from exc
         self.path = Path(path)
         options = ort.SessionOptions()
@@ -99,9 +99,7 @@ class TfliteBackend(Backend):
         self.info = read_tflite_metadata(buf, source=self.path.name)  # refuses foreign files
         interpreter = _interpreter_class()
         if interpreter is None:
-            raise ParameterError(
-                f"running {self.path.name} needs ai-edge-litert: pip install 'musemo[edge]'"
-            )
+            raise MissingDependencyError(f"running {self.path.name} needs ai-edge-litert", "edge")
         try:
             self.interpreter = interpreter(model_content=buf, num_threads=threads)
             self.interpreter.allocate_tensors()

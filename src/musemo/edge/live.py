@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import AudioError, ParameterError
+from ..errors import AudioError, MissingDependencyError, ParameterError
 from .classifier import Classifier, WindowResult
 
 log = logging.getLogger("musemo.live")
@@ -88,9 +88,11 @@ def microphone(
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:  # OSError: PortAudio itself is missing
-        raise ParameterError(
-            f"live input needs sounddevice and PortAudio: pip install 'musemo[live]' "
-            f"(and on Raspberry Pi OS: sudo apt install libportaudio2) ({exc})"
+        raise MissingDependencyError(
+            "live input needs sounddevice and PortAudio (on Raspberry Pi OS also: "
+            "sudo apt install libportaudio2)",
+            "live",
+            str(exc),
         ) from exc
     try:
         info = sd.query_devices(device, kind="input")

@@ -6,24 +6,62 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ..errors import ParameterError
+import numpy as np
+
+from ..edge.metadata import ModelInfo
+from ..errors import MissingDependencyError, ParameterError
 from ..training.models import MODELS
+from . import onnx as onnx_files
+from . import tflite as tflite_files
 
 
 @dataclasses.dataclass(frozen=True)
 class Format:
-    """One export format: file suffix, architectures, int8 calibration methods (none: no
-    int8), batch size, and what it needs installed."""
+    """One export format and the functions that write it.
+
+    ``prepare(model, probe)`` gives the model as the converter needs it;
+    ``write_fp32(model, info, path, probe)`` writes the float file;
+    ``write_int8(model, info, path, calibration, method=, keep_float=, fp32=)`` the int8
+    one, calibrated on ``calibration`` (``(1, 1, n_mels, frames)`` arrays), once the
+    fp32 file ``fp32`` exists. ``calibration`` names the int8 calibration methods,
+    ``batch`` the batch size the files take (-1: any), ``requires`` the modules the
+    export needs and ``extra`` the musemo extra that installs them.
+    """
 
     name: str
     suffix: str
     architectures: tuple[str, ...]
     calibration: tuple[str, ...]
-    batch: int  # -1: free
+    batch: int
     requires: tuple[str, ...]
     extra: str
+    prepare: Callable
+    write_fp32: Callable
+    write_int8: Callable
+
+
+def _as_is(model, probe: np.ndarray):
+    return model
+
+
+def _onnx_fp32(model, info: ModelInfo, path, probe: np.ndarray) -> None:
+    onnx_files.export_onnx(model, info, path)
+
+
+def _onnx_int8(model, info: ModelInfo, path, calibration, *, method, keep_float, fp32) -> None:
+    onnx_files.quantize_onnx(fp32, info, path, calibration, method=method, keep_float=keep_float)
+
+
+def _tflite_prepare(model, probe: np.ndarray):
+    return tflite_files.litert_ready(model, probe[:8])
+
+
+def _tflite_int8(model, info: ModelInfo, path, calibration, *, method, keep_float, fp32) -> None:
+    tflite_files.quantize_tflite(
+        model, info, path, calibration, method=method, keep_float=keep_float
+    )
 
 
 FORMATS = {
@@ -35,6 +73,9 @@ FORMATS = {
         batch=-1,
         requires=("onnx", "onnxruntime", "onnxscript"),
         extra="export",
+        prepare=_as_is,
+        write_fp32=_onnx_fp32,
+        write_int8=_onnx_int8,
     ),
     "tflite": Format(
         name="tflite",
@@ -42,18 +83,18 @@ FORMATS = {
         architectures=("squeezenet1_0", "mobilenet_v2", "resnet18"),
         calibration=("minmax", "histogram"),
         batch=1,
-        requires=("litert_torch", "ai_edge_litert"),
+        requires=("litert_torch", "ai_edge_litert", "torchao", "flatbuffers"),
         extra="tflite",
+        prepare=_tflite_prepare,
+        write_fp32=tflite_files.export_tflite,
+        write_int8=_tflite_int8,
     ),
 }
-
 
 # "auto" quantises with each of the format's methods and keeps the best on held-out
 # training sub-clips.
 CALIBRATION_METHODS = ("auto", *dict.fromkeys(m for f in FORMATS.values() for m in f.calibration))
-
-
-MIN_CALIBRATION = 32
+MIN_CALIBRATION = 32  # sub-clips: fewer cannot calibrate int8 ranges
 
 
 # Modules left in float in int8 files unless the caller names others, per (format,
@@ -62,8 +103,9 @@ MIN_CALIBRATION = 32
 # sub-clips by 38% (one-at-a-time sensitivity of every layer,
 # benchmarks/int8_sensitivity.py) for under 1% of its multiply-adds. SqueezeNet's
 # one-channel 7x7 stem becomes an int8 depthwise convolution in LiteRT that made the whole
-# int8 model only 1.7x faster than fp32; in float it runs 3.1x faster (onnxruntime runs
-# its float stem slower: none there).
+# int8 model only 1.7x faster than fp32; with the stem in float it is about 3x faster
+# (the README's Export section has the figures; onnxruntime runs its float stem slower,
+# so none stays in float there).
 KEEP_FLOAT = {
     ("onnx", "mobilenet_v2"): ("features.0", "features.1"),
     ("tflite", "mobilenet_v2"): ("features.0", "features.1"),
@@ -106,9 +148,7 @@ def check_request(
             )
         missing = [m for m in fmt.requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise ParameterError(
-                f"{name} export needs {', '.join(missing)}: pip install 'musemo[{fmt.extra}]'"
-            )
+            raise MissingDependencyError(f"{name} export needs {', '.join(missing)}", fmt.extra)
         chosen.append(fmt)
     if not chosen:
         raise ParameterError(f"no format given: use one or more of {', '.join(FORMATS)}")

@@ -28,7 +28,7 @@ from ..errors import ParameterError
 from ..features.spec import FeatureSpec
 from ..metrics import evaluation, softmax
 from .formats import FORMATS, KEEP_FLOAT, MIN_CALIBRATION, Format, _nearest, check_request
-from .report import _measure, _report, _time_together, report_markdown
+from .report import build_report, measure, report_markdown, time_together
 
 log = logging.getLogger("musemo.export")
 
@@ -138,7 +138,21 @@ def _step(what: str, timings: dict) -> Iterator[None]:
     log.info("%s: done in %.1f s", what, timings[what])
 
 
-# ----------------------------------------------------------------------------- export
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one export writes: the checked formats, precisions and modules kept in float,
+    and each file's name (``"onnx/int8"`` -> ``NAME.int8.onnx``, reports too)."""
+
+    formats: list[Format]
+    precisions: tuple[str, ...]
+    keep: dict[str, tuple[str, ...]]
+    files: dict[str, str]
+    out_dir: Path
+
+    def info(self, state: dict, fmt: Format, precision: str) -> ModelInfo:
+        spec = FeatureSpec.from_dict(state["spec"])
+        shape = (fmt.batch, 1, *spec.clip_shape)
+        return ModelInfo(spec, tuple(state["labels"]), state["model"], precision, shape)
 
 
 def export_checkpoint(
@@ -156,22 +170,113 @@ def export_checkpoint(
     cache: str | os.PathLike | None = None,
     workers: int = 1,
 ) -> dict:
-    """Export a musemo checkpoint; returns the report (also written as NAME.export.json/.md).
+    """Export a musemo checkpoint to deployable model files, with a report.
 
-    Writes ``NAME.onnx``, ``NAME.tflite`` (``formats``, default: every format that
-    takes the architecture) and, with ``int8``, ``NAME.int8.onnx`` and
-    ``NAME.int8.tflite`` into ``out`` (default: the checkpoint's folder).
-    ``keep_float`` names modules (``features.0``) left in float in the int8 files;
-    ``None`` takes each format's default for the architecture (``KEEP_FLOAT``), ``()``
-    quantises all. ``cache``: a feature cache folder (default: a temporary one).
+    Parameters
+    ----------
+    checkpoint : path
+        A musemo checkpoint (``best.pt`` or ``last.pt`` of a run).
+    formats : sequence of str, optional
+        Names from ``FORMATS``; default: every format that takes the architecture.
+    int8 : bool
+        Also write calibrated int8 files (``NAME.int8.onnx``, ``NAME.int8.tflite``).
+    calib : path, optional
+        Recordings (folder or manifest) to calibrate and score on; needed for ``int8``.
+    calib_method : str
+        One of ``CALIBRATION_METHODS``; ``"auto"`` tries each method of the format and
+        keeps the file closest to fp32 on held-out training sub-clips.
+    calib_size : int
+        Calibration sub-clips (at most).
+    keep_float : sequence of str, optional
+        Modules (``features.0``) left in float in the int8 files; ``None`` takes each
+        format's default for the architecture (``KEEP_FLOAT``), ``()`` quantises all.
+    out : path, optional
+        Output folder; default: the checkpoint's.
+    name : str, optional
+        File name stem; default: the architecture.
+    force : bool
+        Replace existing files.
+    cache : path, optional
+        Feature cache folder; default: a temporary one, removed afterwards.
+    workers : int
+        Processes computing features.
+
+    Returns
+    -------
+    dict
+        The report, also written as ``NAME.export.json`` and ``NAME.export.md``.
+
+    Raises
+    ------
+    ParameterError
+        An invalid request (format, architecture, method, module, existing files).
+    MissingDependencyError
+        A format's converter is not installed.
+    OutputError
+        The files cannot be written; files already there are left as they were.
+
+    Examples
+    --------
+    >>> report = export_checkpoint("runs/squeeze/best.pt", int8=True, calib="data/")
+    >>> report["files"]["tflite/int8"]["agreement_with_torch"]  # doctest: +SKIP
+    0.995
     """
     import torch
 
     from ..training.checkpoints import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(checkpoint)
+    out_dir = Path(out) if out is not None else Path(checkpoint).parent
+    plan = _plan(state, formats, int8, calib, calib_method, keep_float, out_dir, name, force)
+    model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
+    _check_modules(model, state["model"], plan)
+    timings: dict[str, float] = {}
+    data = None
+    if calib is not None:
+        with _step(f"features of {calib}", timings):
+            data = _calibration_data(calib, state, cache, calib_size, workers)
+        log.info("scoring on %s; calibrating on %d sub-clips", data.source, len(data.calibration))
+    spec = FeatureSpec.from_dict(state["spec"])
+    probe = data.x if data is not None and len(data.x) else builtin_input(spec)
+    torch_logits = _torch_logits(model, probe)
+    check_logits = _torch_logits(model, data.check) if int8 and len(data.check) else None
+    with staging_folder(out_dir) as staging, writing(out_dir):
+        files: dict[str, dict] = {}
+        for fmt in plan.formats:
+            files.update(
+                _export_format(
+                    fmt,
+                    model,
+                    state,
+                    plan,
+                    staging,
+                    probe,
+                    torch_logits,
+                    check_logits,
+                    data,
+                    method=calib_method,
+                    timings=timings,
+                )  # fmt: skip
+            )
+        report = build_report(
+            state, files, data, timings, method=calib_method, keep_float=keep_float
+        )
+        if data is not None and len(data.x):
+            report["torch_scores"] = evaluation(
+                softmax(torch_logits), data.labels, data.recordings, data.label_names
+            )
+        write_text(staging / plan.files["report/json"], json.dumps(report, indent=2) + "\n")
+        write_text(staging / plan.files["report/md"], report_markdown(report))
+        _move_into_place(staging, plan)
+    for rel in plan.files.values():
+        log.info("wrote %s", out_dir / rel)
+    return report
+
+
+def _plan(state, formats, int8, calib, calib_method, keep_float, out_dir, name, force) -> _Plan:
+    """Check the request against ``FORMATS`` and the files already in ``out_dir``."""
     architecture = state["model"]
-    requested_keep = None if keep_float is None else tuple(keep_float)
+    requested = None if keep_float is None else tuple(keep_float)
     if formats is None:
         formats = [f.name for f in FORMATS.values() if architecture in f.architectures]
     chosen = check_request(
@@ -180,150 +285,97 @@ def export_checkpoint(
         int8=int8,
         calib=calib,
         calib_method=calib_method,
-        keep_float=requested_keep or (),
+        keep_float=requested or (),
     )
-    spec = FeatureSpec.from_dict(state["spec"])
-    labels = tuple(state["labels"])
-    out_dir = Path(out) if out is not None else Path(checkpoint).parent
     name = name or architecture
     precisions = ("fp32", "int8") if int8 else ("fp32",)
-    planned = {
+    files = {
         f"{fmt.name}/{p}": f"{name}{'.int8' if p == 'int8' else ''}{fmt.suffix}"
         for fmt in chosen
         for p in precisions
     }
-    planned["report/json"], planned["report/md"] = f"{name}.export.json", f"{name}.export.md"
-    existing = [f for f in planned.values() if (out_dir / f).exists()]
+    files["report/json"], files["report/md"] = f"{name}.export.json", f"{name}.export.md"
+    existing = [f for f in files.values() if (out_dir / f).exists()]
     if existing and not force:
         raise ParameterError(
             f"{', '.join(existing)} already in {out_dir}: use --force to replace, or --out"
         )
-
-    timings: dict[str, float] = {}
-    model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
-    modules = [m for m, _ in model.named_modules() if m]
     keep = {
-        fmt.name: requested_keep
-        if requested_keep is not None
-        else KEEP_FLOAT.get((fmt.name, architecture), ())
+        fmt.name: KEEP_FLOAT.get((fmt.name, architecture), ()) if requested is None else requested
         for fmt in chosen
     }
-    for m in dict.fromkeys(m for kept in keep.values() for m in kept):
+    return _Plan(chosen, precisions, keep, files, out_dir)
+
+
+def _check_modules(model, architecture: str, plan: _Plan) -> None:
+    modules = [m for m, _ in model.named_modules() if m]
+    for m in dict.fromkeys(m for kept in plan.keep.values() for m in kept):
         if m not in modules:
             raise ParameterError(
                 f"--keep-float {m!r}: {architecture} has no such module"
                 f"{_nearest(m, modules)}; name modules such as {', '.join(modules[:3])}"
             )
-    data = None
-    if calib is not None:
-        # without a cache folder, features go to a temporary one, removed afterwards
-        cache_folder = (
-            contextlib.nullcontext(cache)
-            if cache is not None
-            else tempfile.TemporaryDirectory(prefix="musemo-features-")
-        )
-        with _step(f"features of {calib}", timings), cache_folder as folder:
-            data = export_data(calib, state, cache=folder, calib_size=calib_size, workers=workers)
-        log.info("scoring on %s; calibrating on %d sub-clips", data.source, len(data.calibration))
-    probe = data.x if data is not None and len(data.x) else builtin_input(spec)
+
+
+def _calibration_data(calib, state: dict, cache, calib_size: int, workers: int) -> ExportData:
+    """``export_data`` with the given cache folder, or a temporary one removed afterwards."""
+    folder = (
+        contextlib.nullcontext(cache)
+        if cache is not None
+        else tempfile.TemporaryDirectory(prefix="musemo-features-")
+    )
+    with folder as path:
+        return export_data(calib, state, cache=path, calib_size=calib_size, workers=workers)
+
+
+def _torch_logits(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    import torch
+
     with torch.inference_mode():
-        torch_logits = np.concatenate(
-            [model(torch.from_numpy(probe[i : i + 64])).numpy() for i in range(0, len(probe), 64)]
-        )
-    check_logits = None
-    if int8:
-        with torch.inference_mode():
-            check_logits = model(torch.from_numpy(data.check)).numpy() if len(data.check) else None
-
-    with staging_folder(out_dir) as staging, writing(out_dir):
-        files: dict[str, dict] = {}
-        for fmt in chosen:
-            source = _convertible(fmt, model, probe)
-            runs = {}  # key: the written file's inference, loaded once
-            for precision in precisions:
-                key = f"{fmt.name}/{precision}"
-                path = staging / planned[key]
-                info = ModelInfo(
-                    spec, labels, architecture, precision, (fmt.batch, 1, *spec.clip_shape)
-                )
-                what = f"{fmt.name} {precision}"
-                with _step(f"{what} export", timings):
-                    if precision == "fp32":
-                        _write(fmt, source, info, path, probe, [], "", ())
-                    else:
-                        methods = fmt.calibration if calib_method == "auto" else (calib_method,)
-                        trials = _quantize_best(
-                            fmt,
-                            source,
-                            info,
-                            path,
-                            data,
-                            methods,
-                            keep[fmt.name],
-                            check_logits,
-                            fp32=staging / planned[f"{fmt.name}/fp32"],
-                        )
-                with _step(f"{what} measurements", timings):
-                    runs[key] = open_model(path).logits
-                    files[key] = _measure(path, runs[key], probe, torch_logits, data)
-                if precision == "int8":
-                    files[key]["calibration"] = trials
-            with _step(f"{fmt.name} latency", timings):
-                _time_together(files, runs, probe[:1])
-        report = _report(
-            state,
-            files,
-            data,
-            timings,
-            int8=int8,
-            method=calib_method,
-            keep_float=requested_keep,
-        )
-        if data is not None and len(data.x):
-            report["torch_scores"] = evaluation(
-                softmax(torch_logits), data.labels, data.recordings, data.label_names
-            )
-        write_text(staging / planned["report/json"], json.dumps(report, indent=2) + "\n")
-        write_text(staging / planned["report/md"], report_markdown(report))
-        # An old report goes first and the new one comes last, so a report on disk
-        # always describes the model files beside it, even if this process is killed.
-        reports = [planned[k] for k in ("report/json", "report/md")]
-        models = [rel for rel in planned.values() if rel not in reports]
-        with writing(out_dir, any_oserror=True):
-            for rel in reports:
-                (out_dir / rel).unlink(missing_ok=True)
-            for rel in models + reports:
-                os.replace(staging / rel, out_dir / rel)
-    for rel in planned.values():
-        log.info("wrote %s", out_dir / rel)
-    return report
+        parts = [model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(parts)
 
 
-def _convertible(fmt: Format, model, probe: np.ndarray):
-    """The model as ``fmt``'s converter needs it (for TFLite, a ``litert_ready`` copy)."""
-    if fmt.name == "tflite":
-        from .tflite import litert_ready
+def _export_format(
+    fmt, model, state, plan, staging, probe, torch_logits, check_logits, data, *, method, timings
+) -> dict[str, dict]:
+    """Write, measure and time one format's files (fp32, then int8) in ``staging``."""
+    source = fmt.prepare(model, probe)
+    files, runs = {}, {}  # runs: each written file's inference, loaded once
+    for precision in plan.precisions:
+        key = f"{fmt.name}/{precision}"
+        path, info = staging / plan.files[key], plan.info(state, fmt, precision)
+        with _step(f"{fmt.name} {precision} export", timings):
+            if precision == "fp32":
+                fmt.write_fp32(source, info, path, probe)
+            else:
+                methods = fmt.calibration if method == "auto" else (method,)
+                fp32 = staging / plan.files[f"{fmt.name}/fp32"]
+                trials = _quantize_best(
+                    fmt, source, info, path, data, methods, plan.keep[fmt.name], check_logits,
+                    fp32=fp32,
+                )  # fmt: skip
+        with _step(f"{fmt.name} {precision} measurements", timings):
+            runs[key] = open_model(path).logits
+            files[key] = measure(path, runs[key], probe, torch_logits, data)
+        if precision == "int8":
+            files[key]["calibration"] = trials
+    with _step(f"{fmt.name} latency", timings):
+        time_together(files, runs, probe[:1])
+    return files
 
-        return litert_ready(model, probe[:8])
-    return model
 
-
-def _write(fmt, model, info, path, probe, calibration, method, keep_float, *, fp32=None) -> None:
-    """Write one model file (the fp32 file of the format exists before its int8 one)."""
-    if fmt.name == "onnx":
-        from .onnx import export_onnx, quantize_onnx
-
-        if info.precision == "fp32":
-            export_onnx(model, info, path)
-        else:
-            quantize_onnx(fp32, info, path, calibration, method=method, keep_float=keep_float)
-    else:
-        from .tflite import export_tflite, quantize_tflite
-
-        if info.precision == "fp32":
-            export_tflite(model, info, path, probe)
-        else:
-            quantize_tflite(model, info, path, calibration, method=method, keep_float=keep_float)
+def _move_into_place(staging: Path, plan: _Plan) -> None:
+    """Move the staged files into the output folder. An old report goes first and the new
+    one comes last, so a report on disk always describes the model files beside it, even
+    if this process is killed."""
+    reports = [plan.files[k] for k in ("report/json", "report/md")]
+    models = [rel for rel in plan.files.values() if rel not in reports]
+    with writing(plan.out_dir, any_oserror=True):
+        for rel in reports:
+            (plan.out_dir / rel).unlink(missing_ok=True)
+        for rel in models + reports:
+            os.replace(staging / rel, plan.out_dir / rel)
 
 
 def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logits, *, fp32):
@@ -335,7 +387,9 @@ def _quantize_best(fmt, model, info, path, data, methods, keep_float, check_logi
     trials: dict[str, dict] = {}
     for method in methods:
         candidate = path.with_name(f"{method}.{path.name}")
-        _write(fmt, model, info, candidate, None, calibration, method, keep_float, fp32=fp32)
+        fmt.write_int8(
+            model, info, candidate, calibration, method=method, keep_float=keep_float, fp32=fp32
+        )
         if check_logits is not None and len(methods) > 1:
             logits = open_model(candidate).logits(data.check)
             trials[method] = {

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .._atomic import remove_leftovers, write_text, writing
+from .._progress import progress_bar
 from ..data.splits import describe_split
 from ..data.subclips import SubclipData
 from ..errors import ParameterError
@@ -177,8 +178,6 @@ def fit(
     ``out_dir/metrics.json`` (an empty dict in the other processes).
     """
     import torch
-    from tqdm import tqdm
-
     w = world()
     out = Path(out_dir)
     with writing(out, any_oserror=True):
@@ -276,12 +275,12 @@ def fit(
         loss_sum = correct = 0.0
         n_batches = math.ceil(len(order) / config.batch_size)
         shift_rng = np.random.default_rng([config.seed, epoch]) if config.shift else None
-        bar = tqdm(
+        bar = progress_bar(
             batches(data, order, config.batch_size, spec, shift_rng=shift_rng),
             total=n_batches,
             desc=f"{config.model} epoch {epoch}/{config.epochs}",
             unit="batch",
-            disable=not progress or not w.main,
+            show=progress and w.main,
             leave=False,
         )
         for x, y in bar:

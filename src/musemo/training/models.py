@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, ParameterError
 
 MODELS = ("squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16")
 HEADS = ("replace", "paper")
@@ -24,9 +24,7 @@ def _torch():
         import torch
         import torchvision
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "training needs torch and torchvision: pip install 'musemo[train]'"
-        ) from exc
+        raise MissingDependencyError("training needs torch and torchvision", "train") from exc
     return torch, torchvision
 
 

@@ -14,7 +14,6 @@ fluid-soundfont-gm``).
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import re
@@ -30,9 +29,11 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 
-from ..._atomic import atomic_path, write_text
+from ..._atomic import atomic_path
 from ..._checks import check_int, is_number
-from ...errors import ParameterError
+from ...errors import MissingDependencyError, ParameterError
+from ..pool import for_each
+from ..recordings import write_manifest
 
 SITAR = 104  # General MIDI program 105, counted from 0
 DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
@@ -127,7 +128,7 @@ def _import_mido():
     try:
         import mido
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RenderToolError("rendering MIDI needs mido: pip install mido") from exc
+        raise MissingDependencyError("rendering MIDI needs mido", "train") from exc
     return mido
 
 
@@ -292,8 +293,6 @@ def render_midi(
     warning naming it. ``workers`` renders run in parallel processes. Returns a
     :class:`RenderResult`.
     """
-    from tqdm import tqdm
-
     _import_mido()
     if program is not None:
         program = check_int("program", program, 0)
@@ -311,12 +310,13 @@ def render_midi(
     if subtype not in sf.available_subtypes("WAV"):
         raise ParameterError(f"subtype={subtype!r}: not a WAV subtype soundfile knows")
     workers = check_int("workers", workers, 1)
+    src, out = Path(src), Path(out_dir)
+    sources = _sources(src)  # a missing source is named before a missing tool
     exe = find_fluidsynth()
     font = find_soundfont(soundfont)
-    src, out = Path(src), Path(out_dir)
 
     jobs, unlabelled = [], 0
-    for name, stem, read in _sources(src):
+    for name, stem, read in sources:
         tag = labeler(stem)
         if tag is None:
             unlabelled += 1
@@ -339,44 +339,24 @@ def render_midi(
         else:
             todo.append((name, read, rel, label, group))
 
-    def args(job):
-        name, read, rel, *_ = job
-        return (name, read(), str(out / rel), program, exe, str(font), sr, release, gain, subtype)
-
-    bar = tqdm(total=len(todo), desc="render MIDI", unit="file", disable=not progress)
-
-    def record(job, result):
+    def done(name: str, result, error: BaseException | None) -> None:
         nonlocal written
-        name, _, rel, label, group = job
-        status, why = result
+        _, _, rel, label, group = jobs_by_name[name]
+        status, why = result if error is None else ("skipped", str(error))
         if status == "skipped":
             skipped.append((name, why))
-            warnings.warn(f"skipped {name}: {why}", stacklevel=3)
+            warnings.warn(f"skipped {name}: {why}", stacklevel=4)
         else:
             written += 1
             rows.append((rel, label, group))
             if status == "rescaled":
                 rescaled.append(name)
-        bar.update()
 
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for job in todo:
-                record(job, _render_one(*args(job)))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            spawn = multiprocessing.get_context("spawn")  # fork can deadlock a threaded parent
-            with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-                futures = [(job, pool.submit(_render_one, *args(job))) for job in todo]
-                for job, fut in futures:
-                    record(job, fut.result())
-    finally:
-        bar.close()
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("path", "label", "group"))
-    writer.writerows(sorted(rows))
-    write_text(out / "manifest.csv", buf.getvalue())
+    jobs_by_name = {job[0]: job for job in todo}
+    settings = (program, exe, str(font), sr, release, gain, subtype)
+    work = [(name, (name, read(), str(out / rel), *settings)) for name, read, rel, *_ in todo]
+    for_each(
+        _render_one, work, done, workers=workers, errors=(), desc="render MIDI", progress=progress
+    )
+    write_manifest(out, sorted(rows))
     return RenderResult(out, written, existing, unlabelled, skipped, rescaled)

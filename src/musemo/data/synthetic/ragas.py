@@ -15,8 +15,6 @@ Happy ragas: Bilawal, Khamaj, Yaman. Sad ragas: Bhairavi, Todi, Darbari Kanada.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import zlib
 from dataclasses import dataclass
@@ -27,7 +25,9 @@ import soundfile as sf
 
 from ..._atomic import atomic_path, write_text
 from ..._checks import check_int, is_number
+from ..._progress import progress_bar
 from ...errors import ParameterError
+from ..recordings import write_manifest
 from .instruments import fade, pluck, release_ramp, sympathetic, tanpura, tilt
 
 MOODS = ("happy", "sad")
@@ -341,7 +341,7 @@ _README = """\
 musemo built-in data set: SYNTHETIC sitar recordings of ragas
 =============================================================
 
-Every file here was computed by musemo.datasets (make_builtin_dataset), not recorded.
+Every file here was computed by musemo.data.synthetic.make_builtin_dataset, not recorded.
 It exists to show the pipeline working end to end with no download. It is NOT musical truth:
 the differences between the moods (happy: faster, brighter, higher, more energetic; sad:
 slower, lower, softer, more ornamented) were programmed, so a model trained on it learns
@@ -372,8 +372,6 @@ def make_builtin_dataset(
     group = file stem) and ``root/README.txt`` (says the set is synthetic). Files already there
     with the right sample rate and length are kept, so a rerun is cheap. Writes are atomic.
     """
-    from tqdm import tqdm
-
     per_raga = check_int("per_raga", per_raga, 1)
     seed = check_int("seed", seed, 0)
     sr = check_int("sr", sr, 8000)
@@ -385,7 +383,7 @@ def make_builtin_dataset(
         (r, k) for mood in MOODS for r in RAGAS.values() if r.mood == mood for k in range(per_raga)
     ]
     rows = []
-    for raga, k in tqdm(jobs, desc="built-in ragas", unit="file", disable=not progress):
+    for raga, k in progress_bar(jobs, desc="built-in ragas", unit="file", show=progress):
         rel = Path(raga.mood) / f"{raga.name}_{k}.wav"
         path = root / rel
         if not _is_complete(path, sr, n):
@@ -395,11 +393,7 @@ def make_builtin_dataset(
             with atomic_path(path) as tmp:
                 sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
         rows.append((rel.as_posix(), raga.mood, path.stem))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("path", "label", "group"))
-    writer.writerows(rows)
-    write_text(root / "manifest.csv", buf.getvalue())
+    write_manifest(root, rows)
     titles = {m: ", ".join(r.title for r in RAGAS.values() if r.mood == m) for m in MOODS}
     readme = _README.format(
         per_raga=per_raga,
