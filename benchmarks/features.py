@@ -38,9 +38,9 @@ for _var in (
 ):
     os.environ[_var] = "1"
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import musemo  # noqa: E402
+import musemo
 from musemo.data.synthetic import demo_recording
 
 SR = 44100

@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fixtures_audio import tiny_spec  # noqa: E402
+from fixtures_audio import tiny_spec
 
-from musemo import ParameterError  # noqa: E402
+from musemo import ParameterError
 from musemo.data import Recording, SubclipData
 from musemo.training import TrainConfig, fit
 from musemo.training.augment import shifted, spec_augment

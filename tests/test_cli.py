@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -131,3 +133,96 @@ def test_render_midi_command_names_a_missing_source(tmp_path, capsys):
     code = main(["datasets", "render-midi", str(tmp_path / "nothing.zip"), str(tmp_path / "out")])
     assert code == 2
     assert "nothing.zip" in capsys.readouterr().err
+
+
+def _all_parsers():
+    from musemo.cli import build_parser
+
+    todo = [("musemo", build_parser())]
+    while todo:
+        name, parser = todo.pop()
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [(f"{name} {n}", p) for n, p in action.choices.items()]
+
+
+def test_every_option_has_help_and_shows_its_default():
+    for name, parser in _all_parsers():
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) or action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                shown = f"(default: {action.default})"
+                assert shown in " ".join(text.split()), f"{name} {action.option_strings[0]}"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"musemo {musemo.__version__}"
+    out = subprocess.run(
+        [sys.executable, "-m", "musemo", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"musemo {musemo.__version__}"
+
+
+def _cache_command(folder, cache) -> list[str]:
+    from fixtures_audio import TINY_SPEC_ARGS
+
+    return [sys.executable, "-m", "musemo", "cache", "--data", str(folder), "--cache", str(cache),
+            "--workers", "1", *TINY_SPEC_ARGS]  # fmt: skip
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    """Piped, stderr gets no carriage-return updates; on a terminal the bar is drawn."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from fixtures_audio import write_chord_dataset
+
+    folder = write_chord_dataset(tmp_path / "chords", per_label=3)
+    piped = subprocess.run(
+        _cache_command(folder, tmp_path / "c1"), capture_output=True, text=True, timeout=120
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "\r" not in piped.stderr and "features:" not in piped.stderr
+    leader, follower = pty.openpty()
+    # a terminal 80 columns wide (a new pseudo-terminal has none: tqdm would draw nothing)
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with subprocess.Popen(
+        _cache_command(folder, tmp_path / "c2"), stdout=subprocess.DEVNULL, stderr=follower
+    ) as proc:
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    assert b"\r" in drawn and b"features:" in drawn
+
+
+def test_split_both_runs_both_or_is_refused(tmp_path, capsys):
+    from fixtures_audio import TINY_SPEC_ARGS, write_chord_dataset
+
+    folder = write_chord_dataset(tmp_path / "chords", per_label=4)
+    common = ["--data", str(folder), "--cache", str(tmp_path / "cache"), "--quiet",
+              "--workers", "1", "--epochs", "1", *TINY_SPEC_ARGS]  # fmt: skip
+    assert main(["train", *common, "--split", "both", "--out", str(tmp_path / "one")]) == 2
+    assert "--split both trains on both kinds of split" in capsys.readouterr().err
+    out = tmp_path / "cv"
+    assert main(["train", *common, "--split", "both", "--folds", "2", "--out", str(out)]) == 0
+    for mode in ("grouped", "random"):
+        summary = json.loads((out / mode / "crossval.json").read_text())
+        assert summary["mode"] == mode and summary["folds_done"] == 2

@@ -15,11 +15,11 @@ pytest.importorskip("sklearn")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU here", allow_module_level=True)
 
-from fixtures_audio import tiny_spec  # noqa: E402
+from fixtures_audio import tiny_spec
 
-from musemo import ParameterError  # noqa: E402
-from musemo.training import loop as train_module  # noqa: E402
+from musemo import ParameterError
 from musemo.training import TrainConfig, fit, load_checkpoint, model_from_checkpoint, predict
+from musemo.training import loop as train_module
 
 CUDA_CONFIG = TrainConfig(model="squeezenet1_0", epochs=3, batch_size=16, lr=3e-3, device="cuda")
 

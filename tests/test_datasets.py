@@ -1,4 +1,4 @@
-"""The built-in synthetic raga data set (musemo.datasets)."""
+"""The built-in synthetic raga data set (musemo.data.synthetic.ragas)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musemo.data.synthetic import ragas as datasets
 from musemo.data.synthetic import make_builtin_dataset, raga_recording
+from musemo.data.synthetic import ragas as datasets
 from musemo.data.synthetic.ragas import MOODS, RAGAS
 from musemo.errors import ParameterError
 

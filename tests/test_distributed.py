@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fixtures_audio import TINY_SPEC_ARGS, write_chord_dataset  # noqa: E402
+from fixtures_audio import TINY_SPEC_ARGS, write_chord_dataset
 
 
 @pytest.mark.slow

@@ -17,10 +17,10 @@ import soundfile as sf
 pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 
-from fixtures_audio import TINY_SR  # noqa: E402
+from fixtures_audio import TINY_SR
 
-from musemo import AudioError, ParameterError  # noqa: E402
-from musemo.cli import main  # noqa: E402
+from musemo import AudioError, ParameterError
+from musemo.cli import main
 from musemo.edge import Classifier, classify_live, open_model
 
 MODEL_FILES = [

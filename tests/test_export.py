@@ -17,16 +17,16 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from fixtures_audio import write_chord_dataset  # noqa: E402
-from fixtures_models import train_tiny  # noqa: E402
+from fixtures_audio import write_chord_dataset
+from fixtures_models import train_tiny
 
-from musemo import ParameterError  # noqa: E402
-from musemo.export import formats as exporter_module  # noqa: E402
-from musemo.cli import export_main, main  # noqa: E402
+from musemo import ParameterError
+from musemo.cli import export_main, main
 from musemo.data import load_dataset
 from musemo.edge.backends import TfliteBackend
 from musemo.edge.metadata import read_onnx_metadata, read_tflite_metadata
 from musemo.export import FORMATS, export_checkpoint
+from musemo.export import formats as exporter_module
 from musemo.export.onnx import concat_groups
 from musemo.export.tflite import litert_ready
 from musemo.features import FeatureSpec

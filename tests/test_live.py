@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 
-from musemo import ParameterError  # noqa: E402
+from musemo import ParameterError
 from musemo.edge import microphone
 from musemo.edge.live import Blocks
 
@@ -34,7 +34,7 @@ def test_blocks_log_overflows_and_drop_when_the_classifier_falls_behind(caplog):
     fine, overflow = sd.CallbackFlags(), sd.CallbackFlags()
     overflow.input_overflow = True
     indata = np.arange(8, dtype=np.float32).reshape(4, 2)  # (frames, channels)
-    with caplog.at_level(logging.WARNING, logger="musemo.live"):
+    with caplog.at_level(logging.WARNING, logger="musemo.edge.live"):
         blocks(indata, 4, None, fine)
         blocks(indata, 4, None, overflow)
         blocks(indata, 4, None, fine)  # the queue holds 2: this block is dropped
@@ -83,7 +83,7 @@ if not any(d["max_input_channels"] for d in sd.query_devices()):
     print(json.dumps(None))
     raise SystemExit
 from musemo.edge import Classifier
-from musemo.live import classify_live, microphone
+from musemo.edge.live import classify_live, microphone
 chunks, sr = microphone(seconds=4.0, block=0.1, max_blocks=3)
 first = next(chunks)   # the stream is open
 time.sleep(1.0)        # the classifier is busy: blocks beyond 3 are dropped

@@ -1,4 +1,4 @@
-"""Rendering labelled MIDI files to audio (musemo.midi)."""
+"""Rendering labelled MIDI files to audio (musemo.data.synthetic.midi)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import soundfile as sf
 
 mido = pytest.importorskip("mido")
 
-from musemo.data.synthetic import midi  # noqa: E402
-from musemo.data.synthetic import render_midi
+from musemo.data.synthetic import (
+    midi,
+    render_midi,
+)
 from musemo.data.synthetic.midi import RenderToolError, emopia_label, find_soundfont, set_program
-from musemo.errors import ParameterError  # noqa: E402
+from musemo.errors import ParameterError
 
 
 def _soundfont_or_none():

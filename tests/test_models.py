@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-from musemo import ParameterError  # noqa: E402
+from musemo import ParameterError
 from musemo.training import MODELS, build_model
 
 

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from fixtures_audio import TINY_SPEC_ARGS, tiny_spec  # noqa: E402
+from fixtures_audio import TINY_SPEC_ARGS, tiny_spec
 
-from musemo import ParameterError  # noqa: E402
-from musemo.cli import main  # noqa: E402
+from musemo import ParameterError
+from musemo.cli import main
 from musemo.features import FeatureSpec
 from musemo.training import (
     TrainConfig,

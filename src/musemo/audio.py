@@ -9,7 +9,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, ParameterError
+from ._checks import check_sr
+from .errors import AudioError
 
 _BLOCK_FRAMES = 1 << 18
 
@@ -22,10 +23,8 @@ def load_audio(
     Returns ``(y, sr)``: ``y`` is ``(n,)`` when ``mono`` (channels averaged),
     else ``(channels, n)``. With ``sr`` the audio is resampled (soxr, high quality).
     """
-    if sr is not None and (
-        isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0
-    ):
-        raise ParameterError(f"sr={sr!r}: must be a positive integer sample rate (Hz) or None")
+    if sr is not None:
+        sr = check_sr(sr)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such audio file: {path}")

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AudioError, ParameterError
+from ._version import __version__
+from .errors import AudioError, MusemoError, ParameterError
 
 
 def _feature_spec(args: argparse.Namespace):
@@ -108,14 +109,11 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
     return data
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .data.splits import holdout_split
-    from .training.experiments import compare_models, markdown_table
-    from .training.loop import TrainConfig, fit
+def _train_config(args: argparse.Namespace):
+    from .training.loop import TrainConfig
     from .training.models import MODELS
 
-    spec = _feature_spec(args)
-    config = TrainConfig(
+    return TrainConfig(
         model=MODELS[0] if args.model == "all" else args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -129,48 +127,83 @@ def cmd_train(args: argparse.Namespace) -> int:
         shift=not args.no_shift,
         mixup=args.mixup,
     )
+
+
+def _check_train_request(args: argparse.Namespace) -> None:
     from .training.distributed import world
 
-    if world().size > 1 and (args.folds or args.compare or args.model == "all"):
+    several = args.folds or args.compare or args.model == "all"
+    if world().size > 1 and several:
         raise ParameterError(
             "under torchrun, train one model on one split (no --folds, --compare, all)"
         )
-    data = _load_data(args, spec)
-    if args.folds:
-        from .training.experiments import cross_validate, crossval_table
+    if args.split == "both" and not several:
+        raise ParameterError(
+            "--split both trains on both kinds of split: add --compare (a table beside the "
+            "baseline) or --folds K, or choose --split grouped or random"
+        )
 
-        models = MODELS if args.model == "all" else (args.model,)
-        mode = "grouped" if args.split == "both" else args.split
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _check_train_request(args)
+    spec, config = _feature_spec(args), _train_config(args)
+    data = _load_data(args, spec)
+    modes = ("grouped", "random") if args.split == "both" else (args.split,)
+    if args.folds:
+        return _train_folds(args, data, spec, config, modes)
+    if args.model == "all" or args.compare:
+        return _train_comparison(args, data, spec, config, modes)
+    return _train_one(args, data, spec, config, modes[0])
+
+
+def _models(args: argparse.Namespace) -> tuple[str, ...]:
+    from .training.models import MODELS
+
+    return MODELS if args.model == "all" else (args.model,)
+
+
+def _train_folds(args, data, spec, config, modes) -> int:
+    """k-fold cross-validation for each split mode (one folder each when there are two)."""
+    from .training.experiments import cross_validate, crossval_table
+
+    for mode in modes:
         summary = cross_validate(
             data,
             spec,
-            models,
+            _models(args),
             config,
-            args.out,
+            Path(args.out) / mode if len(modes) > 1 else args.out,
             k=args.folds,
             mode=mode,
             progress=not args.quiet,
             resume=args.resume,
         )
         print(crossval_table(summary))
-        return 0
-    if args.model == "all" or args.compare:
-        models = MODELS if args.model == "all" else (args.model,)
-        modes = ("grouped", "random") if args.split == "both" else (args.split,)
-        rows = compare_models(
-            data,
-            spec,
-            models,
-            config,
-            args.out,
-            split_modes=modes,
-            val_fraction=args.val_fraction,
-            progress=not args.quiet,
-            resume=args.resume,
-        )
-        print(markdown_table(rows))
-        return 0
-    mode = "grouped" if args.split == "both" else args.split
+    return 0
+
+
+def _train_comparison(args, data, spec, config, modes) -> int:
+    from .training.experiments import compare_models, markdown_table
+
+    rows = compare_models(
+        data,
+        spec,
+        _models(args),
+        config,
+        args.out,
+        split_modes=modes,
+        val_fraction=args.val_fraction,
+        progress=not args.quiet,
+        resume=args.resume,
+    )
+    print(markdown_table(rows))
+    return 0
+
+
+def _train_one(args, data, spec, config, mode: str) -> int:
+    from .data.splits import holdout_split
+    from .training.loop import fit
+
     train, val = holdout_split(data, val_fraction=args.val_fraction, mode=mode, seed=args.seed)
     metrics = fit(
         data,
@@ -297,40 +330,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    from .export.formats import CALIBRATION_METHODS, FORMATS
-
-    p.add_argument("checkpoint", help="a musemo checkpoint (best.pt or last.pt of a run)")
-    p.add_argument(
-        "--format",
-        help=f"comma-separated formats: {', '.join(FORMATS)} "
-        "(default: every format that takes the model)",
-    )
-    p.add_argument("--int8", action="store_true", help="also write calibrated int8 models")
-    p.add_argument("--calib", help="recordings (folder or manifest) to calibrate and score on")
-    p.add_argument(
-        "--calib-method",
-        default="auto",
-        help=f"int8 calibration: {', '.join(CALIBRATION_METHODS)} (onnx takes "
-        "minmax/percentile/entropy, tflite minmax/histogram; auto tries each and keeps the "
-        "closest to fp32 on held-out training sub-clips)",
-    )
-    p.add_argument("--calib-size", type=int, default=256, help="calibration sub-clips")
-    p.add_argument(
-        "--keep-float",
-        nargs="+",
-        metavar="MODULE",
-        help="modules left in float in int8 files, e.g. features.0 (default: the "
-        "architecture's sensitive stem for mobilenet_v2, none for the others; 'none': none)",
-    )
-    p.add_argument("--out", help="output folder (default: the checkpoint's)")
-    p.add_argument("--name", help="file name stem (default: the architecture)")
-    p.add_argument("--force", action="store_true", help="replace existing files")
-    p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
-    p.add_argument("--workers", type=int, default=1, help="processes computing features")
-    p.set_defaults(func=cmd_export)
-
-
 def cmd_infer(args: argparse.Namespace) -> int:
     import json
     import logging
@@ -376,7 +375,8 @@ def _infer_live(clf, args: argparse.Namespace) -> int:
 
     from .edge.live import classify_live, microphone
 
-    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    device = args.input_device
+    device = int(device) if device and device.isdigit() else device
     chunks, sr = microphone(device=device, seconds=args.seconds)
     every = clf.spec.clip_hop_samples / clf.spec.sample_rate
     print(f"listening at {sr} Hz; a result every {every:g} s (Ctrl-C stops)", file=sys.stderr)
@@ -393,19 +393,6 @@ def _infer_live(clf, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an exported .onnx or .tflite model (musemo-export)")
-    p.add_argument("files", nargs="*", help="audio files to classify")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.add_argument("--threads", type=int, default=1, help="inference threads")
-    p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
-    p.add_argument("--no-pad", action="store_true", help="refuse audio shorter than one window")
-    p.add_argument("--live", action="store_true", help="classify the microphone (musemo[live])")
-    p.add_argument("--device", help="input device name or index for --live")
-    p.add_argument("--seconds", type=float, help="stop --live after this much audio")
-    p.set_defaults(func=cmd_infer)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -419,184 +406,274 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="musemo", description="Music emotion recognition toolkit."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+# ----------------------------------------------------------------------------- options
 
-    demo = sub.add_parser("demo", help="run the demo on the built-in recording")
-    demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--repeats", type=int, default=10, help="timing repeats (default: 10)")
-    demo.add_argument("--per-raga", type=int, default=8, help="recordings per raga (default: 8)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    demo.add_argument("--features-only", action="store_true", help="skip the training part")
-    demo.set_defaults(func=cmd_demo)
 
-    feats = sub.add_parser("features", help="mel spectrograms of audio files to .npy (and .png)")
-    feats.add_argument("files", nargs="+", help="audio files (WAV, FLAC, OGG, MP3)")
-    feats.add_argument("--out", required=True, help="output folder")
-    feats.add_argument("--plot", action="store_true", help="also write a PNG per file")
-    feats.add_argument("--spec", help="feature spec JSON (overrides the options below)")
-    feats.add_argument(
-        "--sr", type=int, default=44100, help="sample rate to resample to (default 44100)"
-    )
-    feats.add_argument("--n-fft", type=int, default=2048)
-    feats.add_argument("--hop-length", type=int, default=512)
-    feats.add_argument("--n-mels", type=int, default=128)
-    feats.add_argument("--power", action="store_true", help="linear power instead of dB")
-    feats.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    feats.set_defaults(func=cmd_features)
+class _FORMATTER(argparse.HelpFormatter):
+    """Appends each option's default to its help (options without one say in words what
+    happens when they are not given)."""
 
-    def spec_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--spec", help="feature spec JSON (default: the paper's settings)")
-        p.add_argument("--sr", type=int, default=44100)
-        p.add_argument("--n-fft", type=int, default=2048)
-        p.add_argument("--hop-length", type=int, default=512)
-        p.add_argument("--n-mels", type=int, default=128)
-        p.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(sub, name: str, about: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=about, description=about, formatter_class=_FORMATTER)
+    p.set_defaults(func=func)
+    return p
+
+
+def _quiet_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+
+
+def _spec_options(p: argparse.ArgumentParser, *, clips: bool = True) -> None:
+    p.add_argument("--spec", help="feature spec JSON (overrides the feature options below)")
+    p.add_argument("--sr", type=int, default=44100, help="sample rate to resample to (Hz)")
+    p.add_argument("--n-fft", type=int, default=2048, help="STFT window length (samples)")
+    p.add_argument("--hop-length", type=int, default=512, help="STFT hop (samples)")
+    p.add_argument("--n-mels", type=int, default=128, help="mel bands")
+    p.add_argument("--power", action="store_true", help="linear power instead of dB")
+    if clips:
+        p.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length (s)")
         p.add_argument(
             "--loudness",
             type=float,
             default=None,
             metavar="DBFS",
-            help="scale each recording to this RMS level (e.g. -20) before training",
+            help="scale each recording to this RMS level (e.g. -20) before it is cut "
+            "(default: off)",
         )
-        p.add_argument("--power", action="store_true", help=argparse.SUPPRESS)
 
-    def data_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
-        p.add_argument(
-            "--data",
-            required=True,
-            help="folder of label folders (ROOT/<label>/*.wav) or a CSV manifest",
-        )
-        p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
-        p.add_argument("--workers", type=int, default=2, help="processes computing features")
-        p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
-        p.add_argument(
-            "--allow-outside-root",
-            action="store_true",
-            help="read manifest paths that leave the manifest's folder (../, absolute)",
-        )
-        if device:
-            p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        p.add_argument("--quiet", action="store_true")
 
+def _data_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    p.add_argument(
+        "--data",
+        required=True,
+        help="folder of label folders (ROOT/<label>/*.wav) or a CSV manifest",
+    )
+    p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
+    p.add_argument("--workers", type=int, default=2, help="processes computing features")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="read manifest paths that leave the manifest's folder (../, absolute)",
+    )
+    if device:
+        p.add_argument("--device", default="auto", help="compute device: auto, cpu, cuda or cuda:N")
+    _quiet_option(p)
+
+
+def _add_demo(sub) -> None:
+    p = _command(sub, "demo", "run the demo on the built-in recording", cmd_demo)
+    p.add_argument("--out", default="demo_out", help="output folder")
+    p.add_argument("--repeats", type=int, default=10, help="timing repeats")
+    p.add_argument("--per-raga", type=int, default=8, help="recordings per raga")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs")
+    p.add_argument("--features-only", action="store_true", help="skip the training part")
+
+
+def _add_features(sub) -> None:
+    p = _command(
+        sub, "features", "mel spectrograms of audio files to .npy (and .png)", cmd_features
+    )
+    p.add_argument("files", nargs="+", help="audio files (WAV, FLAC, OGG, MP3)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--plot", action="store_true", help="also write a PNG per file")
+    _spec_options(p, clips=False)
+    _quiet_option(p)
+
+
+def _add_train(sub) -> None:
     from .training.models import HEADS, MODELS
 
-    train = sub.add_parser("train", help="train a CNN (or all four) on labelled recordings")
-    data_options(train)
-    train.add_argument("--model", default="squeezenet1_0", choices=(*MODELS, "all"))
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument(
-        "--lr", type=float, default=None, help="AdamW learning rate (default: per model)"
+    p = _command(sub, "train", "train a CNN (or all four) on labelled recordings", cmd_train)
+    _data_options(p)
+    p.add_argument("--model", default="squeezenet1_0", choices=(*MODELS, "all"), help="network")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training sub-clips")
+    p.add_argument("--batch-size", type=int, default=32, help="sub-clips per step")
+    p.add_argument(
+        "--lr", type=float, default=None, help="AdamW learning rate (default: the model's own)"
     )
-    train.add_argument("--weights", default="none", help="none, imagenet or a .pth file")
-    train.add_argument("--head", default="replace", choices=HEADS)
-    train.add_argument(
+    p.add_argument("--weights", default="none", help="initial weights: none, imagenet or a .pth")
+    p.add_argument(
+        "--head",
+        default="replace",
+        choices=HEADS,
+        help="replace the last layer, or add one after it (paper)",
+    )
+    p.add_argument(
         "--split",
         default="grouped",
         choices=("grouped", "random", "both"),
-        help="grouped by recording (honest), random sub-clips (the paper's), or both",
+        help="grouped by recording (honest), random sub-clips (the paper's), or both "
+        "(with --compare or --folds)",
     )
-    train.add_argument("--val-fraction", type=float, default=0.15)
-    train.add_argument(
-        "--folds",
-        type=int,
-        default=0,
-        help="k-fold cross-validation (with the baseline) instead of one split",
+    p.add_argument("--val-fraction", type=float, default=0.15, help="held-out share of one split")
+    p.add_argument(
+        "--folds", type=int, default=0, help="k-fold cross-validation with the baseline (0: off)"
     )
-    train.add_argument(
-        "--compare",
-        action="store_true",
-        help="also train the baseline and write a comparison table",
+    p.add_argument(
+        "--compare", action="store_true", help="also train the baseline; write a comparison table"
     )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default="runs/train", help="run folder")
-    train.add_argument("--resume", action="store_true", help="continue the run (or runs) in --out")
-    train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    train.add_argument("--no-augment", action="store_true", help="no SpecAugment masking")
-    train.add_argument(
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, shuffling, augmentation")
+    p.add_argument("--out", default="runs/train", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run (or runs) in --out")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-augment", action="store_true", help="no SpecAugment masking")
+    p.add_argument(
         "--no-shift",
         action="store_true",
         help="read training sub-clips where they were cut (no random offsets along the recording)",
     )
-    train.add_argument(
+    p.add_argument(
         "--mixup",
         type=float,
         default=0.0,
         metavar="ALPHA",
-        help="mixup with Beta(ALPHA, ALPHA) weights (e.g. 0.2; default off)",
+        help="mixup with Beta(ALPHA, ALPHA) weights (0: off)",
     )
-    spec_options(train)
-    train.set_defaults(func=cmd_train)
+    _spec_options(p)
 
-    cache = sub.add_parser(
-        "cache",
-        help="compute a data set's features into the cache (train does it first); resumable",
+
+def _add_cache(sub) -> None:
+    p = _command(
+        sub, "cache", "compute a data set's features into the cache (resumable)", cmd_cache
     )
-    data_options(cache, device=False)
-    spec_options(cache)
-    cache.set_defaults(func=cmd_cache)
+    _data_options(p, device=False)
+    _spec_options(p)
 
+
+def _add_datasets(sub) -> None:
     datasets = sub.add_parser("datasets", help="make data sets to train on")
     dsub = datasets.add_subparsers(dest="dataset_command", required=True)
-    builtin = dsub.add_parser("builtin", help="write the synthetic sitar-like raga set")
-    builtin.add_argument("root", help="output folder")
-    builtin.add_argument("--per-raga", type=int, default=4, help="recordings per raga (6 ragas)")
-    builtin.add_argument("--seconds", type=float, default=30.0)
-    builtin.add_argument("--seed", type=int, default=0)
-    builtin.add_argument("--quiet", action="store_true")
-    builtin.set_defaults(func=cmd_builtin)
-    render = dsub.add_parser(
-        "render-midi", help="render labelled MIDI (e.g. EMOPIA Q1/Q3) to audio with FluidSynth"
+    p = _command(dsub, "builtin", "write the synthetic sitar-like raga set", cmd_builtin)
+    p.add_argument("root", help="output folder")
+    p.add_argument("--per-raga", type=int, default=4, help="recordings per raga (6 ragas)")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each recording")
+    p.add_argument("--seed", type=int, default=0, help="seed of the whole set")
+    _quiet_option(p)
+    p = _command(
+        dsub,
+        "render-midi",
+        "render labelled MIDI (e.g. EMOPIA Q1/Q3) with FluidSynth",
+        cmd_render_midi,
     )
-    render.add_argument("src", help="folder or .zip of .mid files (EMOPIA names: Q<k>_<song>_<n>)")
-    render.add_argument("out", help="output folder (<label>/<name>.wav and manifest.csv)")
-    render.add_argument(
+    p.add_argument("src", help="folder or .zip of .mid files (EMOPIA names: Q<k>_<song>_<n>)")
+    p.add_argument("out", help="output folder (<label>/<name>.wav and manifest.csv)")
+    p.add_argument(
         "--program",
         default="104",
         help="General MIDI program for every channel, from 0 (104 = sitar), or keep",
     )
-    render.add_argument("--soundfont", help="a General MIDI .sf2 (default: fluid-soundfont-gm)")
-    render.add_argument("--sr", type=int, default=44100)
-    render.add_argument(
+    p.add_argument("--soundfont", help="a General MIDI .sf2 (default: fluid-soundfont-gm)")
+    p.add_argument("--sr", type=int, default=44100, help="sample rate (Hz)")
+    p.add_argument(
         "--release",
         type=float,
         default=0.5,
-        help="seconds kept after the MIDI ends (sitar rings for ~6 s)",
+        help="seconds kept after the MIDI ends (a sitar rings ~6 s)",
     )
-    render.add_argument("--workers", type=int, default=2)
-    render.add_argument("--quiet", action="store_true")
-    render.set_defaults(func=cmd_render_midi)
+    p.add_argument("--workers", type=int, default=2, help="processes rendering")
+    _quiet_option(p)
 
-    ev = sub.add_parser("evaluate", help="score a checkpoint on a data set")
-    ev.add_argument("checkpoint")
-    data_options(ev)
-    ev.add_argument("--json", help="write the scores to this file")
-    ev.set_defaults(func=cmd_evaluate)
 
+def _add_evaluate(sub) -> None:
+    p = _command(sub, "evaluate", "score a checkpoint on a data set", cmd_evaluate)
+    p.add_argument("checkpoint", help="a musemo checkpoint")
+    _data_options(p)
+    p.add_argument("--json", help="write the scores to this file")
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``musemo export`` and ``musemo-export``."""
+    from .export.formats import CALIBRATION_METHODS, FORMATS
+
+    p.add_argument("checkpoint", help="a musemo checkpoint (best.pt or last.pt of a run)")
+    p.add_argument(
+        "--format",
+        help=f"comma-separated formats: {', '.join(FORMATS)} "
+        "(default: every format that takes the model)",
+    )
+    p.add_argument("--int8", action="store_true", help="also write calibrated int8 models")
+    p.add_argument("--calib", help="recordings (folder or manifest) to calibrate and score on")
+    p.add_argument(
+        "--calib-method",
+        default="auto",
+        help=f"int8 calibration: {', '.join(CALIBRATION_METHODS)} (onnx takes "
+        "minmax/percentile/entropy, tflite minmax/histogram; auto tries each and keeps the "
+        "closest to fp32 on held-out training sub-clips)",
+    )
+    p.add_argument("--calib-size", type=int, default=256, help="calibration sub-clips")
+    p.add_argument(
+        "--keep-float",
+        nargs="+",
+        metavar="MODULE",
+        help="modules left in float in int8 files, e.g. features.0 (default: each format's "
+        "default for the architecture, see the README; 'none': none)",
+    )
+    p.add_argument("--out", help="output folder (default: the checkpoint's)")
+    p.add_argument("--name", help="file name stem (default: the architecture)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
+    p.add_argument("--workers", type=int, default=1, help="processes computing features")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_infer(sub) -> None:
+    p = _command(
+        sub, "infer", "classify audio files or the microphone with an exported model", cmd_infer
+    )
+    p.add_argument("model", help="an exported .onnx or .tflite model (musemo-export)")
+    p.add_argument("files", nargs="*", help="audio files to classify")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--threads", type=int, default=1, help="inference threads")
+    p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
+    p.add_argument("--no-pad", action="store_true", help="refuse audio shorter than one window")
+    p.add_argument("--live", action="store_true", help="classify the microphone (musemo[live])")
+    p.add_argument(
+        "--input-device",
+        help="input device name or index for --live (default: the system's default input)",
+    )
+    p.add_argument(
+        "--seconds", type=float, help="stop --live after this much audio (default: never)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``musemo`` argument parser, one sub-command per job."""
+    parser = argparse.ArgumentParser(
+        prog="musemo", description="Music emotion recognition toolkit.", formatter_class=_FORMATTER
+    )
+    parser.add_argument("--version", action="version", version=f"musemo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_demo, _add_features, _add_train, _add_cache, _add_datasets, _add_evaluate):
+        add(sub)
+    about = "export a checkpoint to ONNX and TFLite (fp32 and int8) with a report"
     add_export_arguments(
-        sub.add_parser("export", help="export a checkpoint to ONNX (fp32 and int8) with a report")
+        sub.add_parser("export", help=about, description=about, formatter_class=_FORMATTER)
     )
-    add_infer_arguments(
-        sub.add_parser(
-            "infer", help="classify audio files or the microphone with an exported model"
-        )
-    )
+    _add_infer(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``musemo`` command; returns its exit status."""
     return _run(build_parser().parse_args(argv))
 
 
 def export_main(argv: list[str] | None = None) -> int:
     """The ``musemo-export`` command: ``musemo export`` on its own."""
     parser = argparse.ArgumentParser(
-        prog="musemo-export", description="export a musemo checkpoint to deployable model files"
+        prog="musemo-export",
+        description="export a musemo checkpoint to deployable model files",
+        formatter_class=_FORMATTER,
     )
+    parser.add_argument("--version", action="version", version=f"musemo {__version__}")
     add_export_arguments(parser)
     return _run(parser.parse_args(argv))
 
@@ -604,7 +681,7 @@ def export_main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
-    except (ParameterError, AudioError, OSError) as exc:
+    except (MusemoError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

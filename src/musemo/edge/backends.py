@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_threads
 from ..errors import MissingDependencyError, ParameterError
 from .metadata import ModelInfo, read_onnx_metadata, read_tflite_metadata
 
@@ -134,8 +135,7 @@ BACKENDS = {".onnx": OnnxBackend, ".tflite": TfliteBackend}
 def open_model(path: str | os.PathLike, *, threads: int = 1) -> Backend:
     """Load a musemo ``.onnx`` or ``.tflite`` file for inference on ``threads`` threads."""
     path = Path(path)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ParameterError(f"threads={threads!r}: must be a positive integer")
+    threads = check_threads(threads)
     backend = BACKENDS.get(path.suffix.lower())
     if backend is None:
         raise ParameterError(

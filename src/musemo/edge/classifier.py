@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from .._checks import is_number
+from .._checks import check_sr, is_number
 from ..audio import load_audio
 from ..errors import AudioError, ParameterError
 from ..features.clips import normalise_loudness, subclips
@@ -77,12 +77,6 @@ def _as_mono(y, *, what: str) -> np.ndarray:
         first = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise AudioError(f"{what} holds NaN or infinite samples (first at sample {first})")
     return arr
-
-
-def _check_sr(sr) -> int:
-    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ParameterError(f"sr={sr!r}: must be a positive integer sample rate (Hz)")
-    return int(sr)
 
 
 class Classifier:
@@ -158,7 +152,7 @@ class Classifier:
     def predict_array(self, y, sr: int, *, source: str = "array") -> Result:
         """Classify audio ``y`` (``(n,)`` or ``(channels, n)``, float) at rate ``sr``."""
         y = _as_mono(y, what=source)
-        sr = _check_sr(sr)
+        sr = check_sr(sr)
         s = self.spec
         if len(y) == 0:
             raise AudioError(f"{source} holds no samples")
@@ -222,7 +216,7 @@ class Stream:
     def __init__(self, classifier: Classifier, *, sr: int) -> None:
         self.classifier = classifier
         s = classifier.spec
-        self.sr = _check_sr(sr)
+        self.sr = check_sr(sr)
         self._resampler = (
             None
             if self.sr == s.sample_rate

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .._checks import check_int
 from ..errors import AudioError, MissingDependencyError, ParameterError
 from .classifier import Classifier, WindowResult
 
-log = logging.getLogger("musemo.live")
+log = logging.getLogger(__name__)
 
 
 def classify_live(
@@ -83,8 +84,7 @@ def microphone(
     before new ones are dropped. Overflows and drops are logged (``Blocks``), never fatal."""
     if not block > 0 or (seconds is not None and not seconds > 0):
         raise ParameterError(f"block={block!r}, seconds={seconds!r}: must be > 0")
-    if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 1:
-        raise ParameterError(f"max_blocks={max_blocks!r}: must be a positive integer")
+    check_int("max_blocks", max_blocks, 1)
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:  # OSError: PortAudio itself is missing

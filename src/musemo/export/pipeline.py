@@ -30,7 +30,7 @@ from ..metrics import evaluation, softmax
 from .formats import FORMATS, KEEP_FLOAT, MIN_CALIBRATION, Format, _nearest, check_request
 from .report import build_report, measure, report_markdown, time_together
 
-log = logging.getLogger("musemo.export")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

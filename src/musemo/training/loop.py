@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .._atomic import remove_leftovers, write_text, writing
+from .._checks import check_int
 from .._progress import progress_bar
 from ..data.splits import describe_split
 from ..data.subclips import SubclipData
@@ -54,9 +55,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name}={value!r}: must be a positive integer")
+            check_int(name, getattr(self, name), 1)
         if not self.mixup >= 0:
             raise ParameterError(f"mixup={self.mixup!r}: a Beta(a, a) parameter >= 0 (0: off)")
         if self.lr is not None and not self.lr > 0:
@@ -178,6 +177,7 @@ def fit(
     ``out_dir/metrics.json`` (an empty dict in the other processes).
     """
     import torch
+
     w = world()
     out = Path(out_dir)
     with writing(out, any_oserror=True):
