@@ -17,7 +17,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -170,27 +170,78 @@ def fit(
 ) -> dict:
     """Train ``config.model`` on ``train_rows``, validate on ``val_rows``, write the run.
 
-    ``on_epoch`` is called with each epoch's entry once its checkpoint is on disk
-    (an exception there stops the run; ``resume=True`` picks it up again).
-    Under ``torchrun`` every process trains on its share of each epoch (DDP) and
-    rank 0 validates and writes. Returns the metrics written to
-    ``out_dir/metrics.json`` (an empty dict in the other processes).
-    """
-    import torch
+    Parameters
+    ----------
+    data : SubclipData
+        The sub-clips (``musemo.data.load_dataset``).
+    train_rows, val_rows : numpy.ndarray
+        Sub-clip indices of each side of the split (``musemo.data.holdout_split``).
+    spec : FeatureSpec
+        The features of ``data``; the input statistics of the training rows are added.
+    config : TrainConfig
+        How to train.
+    out_dir : path
+        The run folder: ``last.pt``, ``best.pt``, ``metrics.json``, ``split.json``, plots.
+    split_mode : str
+        Recorded in ``split.json`` (``"grouped"`` or ``"random"``).
+    resume : bool
+        Continue the run in ``out_dir`` from its ``last.pt`` (exactly, on the CPU).
+    progress : bool
+        A progress bar per epoch (on a terminal) and a line per epoch.
+    on_epoch : callable, optional
+        Called with each epoch's entry once its checkpoint is on disk (an exception there
+        stops the run; ``resume=True`` picks it up again).
 
-    w = world()
+    Returns
+    -------
+    dict
+        The metrics written to ``out_dir/metrics.json``: ``history`` per epoch and the
+        ``final`` scores (the last epoch's). Under ``torchrun`` every process trains on
+        its share of each epoch (DDP) and rank 0 validates and writes; the others
+        return an empty dict.
+
+    Raises
+    ------
+    ParameterError
+        An empty side of the split, settings that cannot go together, a ``last.pt``
+        trained otherwise, or a device out of memory.
+    OutputError
+        The run folder cannot be written.
+
+    Examples
+    --------
+    >>> data, _ = load_dataset("data/", FeatureSpec(), cache="cache/")  # doctest: +SKIP
+    >>> train, val = holdout_split(data)  # doctest: +SKIP
+    >>> fit(data, train, val, FeatureSpec(), TrainConfig(epochs=20), "runs/a")  # doctest: +SKIP
+    """
     out = Path(out_dir)
     with writing(out, any_oserror=True):
         out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
-    device = resolve_device(config.device)
-    if device.type == "cuda" and w.size > 1:
-        device = torch.device("cuda", w.local_rank)
-    amp_dtype = _amp_dtype(device, config.amp)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    train_rows = np.asarray(train_rows)
-    val_rows = np.asarray(val_rows)
+    train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
+    _check_fit(train_rows, val_rows, spec, config)
+    mean, std = input_stats(data, train_rows)
+    spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
+    run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
+    if run.world.main:
+        write_text(out / "split.json", json.dumps(run.split, indent=2))
+    if resume and (out / "last.pt").is_file():
+        run.resume(out / "last.pt")
+    for epoch in range(len(run.history) + 1, config.epochs + 1):
+        loss_sum, correct, seen, seconds = run.train_epoch(train_rows, epoch, progress=progress)
+        if run.world.main:
+            entry = run.validate(val_rows, epoch, loss_sum / seen, correct / seen, seen, seconds)
+            run.save(out, epoch)
+            if progress:
+                print(_epoch_line(config, entry))
+            write_text(out / "metrics.json", json.dumps({"history": run.history}, indent=2))
+            if on_epoch is not None:
+                on_epoch(entry)
+        barrier(run.world)
+    return run.finish(val_rows, out) if run.world.main else {}
+
+
+def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> None:
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ParameterError("training needs sub-clips on both sides of the split")
     if config.shift and spec.clip_hop_samples != spec.clip_samples:
@@ -200,185 +251,233 @@ def fit(
             f"clip_seconds={spec.clip_seconds}; turn shift off (--no-shift)"
         )
 
-    mean, std = input_stats(data, train_rows)
-    spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
-    split = describe_split(data, train_rows, val_rows, split_mode)
-    if w.main:
-        write_text(out / "split.json", json.dumps(split, indent=2))
 
-    torch.manual_seed(config.seed)
-    model = build_model(
-        config.model, n_classes=len(data.label_names), weights=config.weights, head=config.head
-    ).to(device)
-    # channels_last: faster on CUDA and, through oneDNN, 1.2-1.6x on the CPU too.
-    model = model.to(memory_format=torch.channels_last)
-    net = model
-    if w.size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[w.local_rank] if device.type == "cuda" else None
-        )
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=learning_rate(config), weight_decay=config.weight_decay
+def _epoch_line(config: TrainConfig, e: dict) -> str:
+    return (
+        f"{config.model} epoch {e['epoch']}/{config.epochs}: loss {e['train_loss']:.3f} "
+        f"acc {e['train_accuracy']:.3f} | val loss {e['val_loss']:.3f} "
+        f"acc {e['val_accuracy']:.3f} recordings {e['val_recording_accuracy']:.3f} "
+        f"| {e['train_subclips_per_s']:.1f} sub-clips/s"
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    history: list[dict] = []
-    best = {"key": (-1.0, -math.inf), "epoch": 0}
-    start_epoch = 1
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if resume and last_path.is_file():
-        state = load_checkpoint(last_path)
-        if state["config"] != dataclasses.asdict(config) or state["spec"] != spec.to_dict():
-            raise ParameterError(
-                f"{last_path} was trained with other settings or data; "
-                "use a new --out folder or the same settings"
-            )
-        model.load_state_dict(state["model_state"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history = state["history"]
-        best = {"key": tuple(state["best_key"]), "epoch": state["best_epoch"]}
-        start_epoch = state["epoch"] + 1
 
-    def checkpoint(epoch: int) -> dict:
+@dataclasses.dataclass
+class _Run:
+    """One training run's state: the network, its optimiser, schedule and scaler, the
+    history so far and the best epoch (validation recording accuracy, then loss)."""
+
+    data: SubclipData
+    spec: FeatureSpec
+    config: TrainConfig
+    split: dict
+    world: Any
+    device: Any
+    amp_dtype: Any
+    model: Any
+    net: Any
+    optimiser: Any
+    scheduler: Any
+    scaler: Any
+    history: list = dataclasses.field(default_factory=list)
+    best: dict = dataclasses.field(default_factory=lambda: {"key": (-1.0, -math.inf), "epoch": 0})
+
+    @classmethod
+    def start(cls, data: SubclipData, spec: FeatureSpec, config: TrainConfig, split: dict):
+        import torch
+
+        w = world()
+        device = resolve_device(config.device)
+        if device.type == "cuda" and w.size > 1:
+            device = torch.device("cuda", w.local_rank)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        amp_dtype = _amp_dtype(device, config.amp)
+        torch.manual_seed(config.seed)
+        model = build_model(
+            config.model, n_classes=len(data.label_names), weights=config.weights, head=config.head
+        ).to(device)
+        # channels_last: faster on CUDA and, through oneDNN, 1.2-1.6x on the CPU too.
+        model = model.to(memory_format=torch.channels_last)
+        net = model
+        if w.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [w.local_rank] if device.type == "cuda" else None
+            net = DistributedDataParallel(model, device_ids=ids)
+        optimiser = torch.optim.AdamW(
+            model.parameters(), lr=learning_rate(config), weight_decay=config.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        return cls(
+            data, spec, config, split, w, device, amp_dtype, model, net, optimiser, scheduler,
+            scaler,
+        )  # fmt: skip
+
+    def checkpoint(self, epoch: int) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
-            "model": config.model,
-            "head": config.head,
-            "labels": list(data.label_names),
-            "spec": spec.to_dict(),
-            "config": dataclasses.asdict(config),
-            "split": split,
+            "model": self.config.model,
+            "head": self.config.head,
+            "labels": list(self.data.label_names),
+            "spec": self.spec.to_dict(),
+            "config": dataclasses.asdict(self.config),
+            "split": self.split,
             "epoch": epoch,
-            "model_state": model.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "history": history,
-            "best_key": list(best["key"]),
-            "best_epoch": best["epoch"],
+            "model_state": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "best_key": list(self.best["key"]),
+            "best_epoch": self.best["epoch"],
         }
 
-    recording = data.index[:, 0]
-    for epoch in range(start_epoch, config.epochs + 1):
-        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout
-        order = train_rows[torch.randperm(len(train_rows), generator=generator).numpy()]
+    def resume(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if (
+            state["config"] != dataclasses.asdict(self.config)
+            or state["spec"] != self.spec.to_dict()
+        ):
+            raise ParameterError(
+                f"{path} was trained with other settings or data; "
+                "use a new --out folder or the same settings"
+            )
+        self.model.load_state_dict(state["model_state"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.history = state["history"]
+        self.best = {"key": tuple(state["best_key"]), "epoch": state["best_epoch"]}
+
+    def train_epoch(self, rows: np.ndarray, epoch: int, *, progress: bool):
+        """One pass over this process's share of ``rows``; returns the loss sum, correct
+        count and sub-clips seen over all processes, and this process's seconds."""
+        import torch
+
+        c, w = self.config, self.world
+        generator = torch.Generator().manual_seed(c.seed * 100_003 + epoch)
+        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout
+        order = rows[torch.randperm(len(rows), generator=generator).numpy()]
         if w.size > 1:  # equal shares, so every process runs the same number of steps
             order = order[: len(order) // w.size * w.size][w.rank :: w.size]
-        model.train()
+        self.model.train()
         t0 = time.perf_counter()
         loss_sum = correct = 0.0
-        n_batches = math.ceil(len(order) / config.batch_size)
-        shift_rng = np.random.default_rng([config.seed, epoch]) if config.shift else None
+        shift_rng = np.random.default_rng([c.seed, epoch]) if c.shift else None
         bar = progress_bar(
-            batches(data, order, config.batch_size, spec, shift_rng=shift_rng),
-            total=n_batches,
-            desc=f"{config.model} epoch {epoch}/{config.epochs}",
+            batches(self.data, order, c.batch_size, self.spec, shift_rng=shift_rng),
+            total=math.ceil(len(order) / c.batch_size),
+            desc=f"{c.model} epoch {epoch}/{c.epochs}",
             unit="batch",
             show=progress and w.main,
             leave=False,
         )
         for x, y in bar:
-            xt = torch.from_numpy(x)
-            if config.augment:
-                spec_augment(xt, generator)
-            if device.type == "cuda":  # page-locked, so the copy overlaps the GPU's work
-                xt = xt.pin_memory()
-            xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            yt = torch.from_numpy(y).to(device, non_blocking=True)
-            lam, partner = 1.0, None
-            if config.mixup > 0:  # blend each sub-clip with another, and their labels alike
-                lam = float(torch.distributions.Beta(config.mixup, config.mixup).sample())
-                partner = torch.randperm(len(y), generator=generator).to(device)
-                xt = lam * xt + (1 - lam) * xt[partner]
-            try:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = net(xt)
-                    loss = torch.nn.functional.cross_entropy(logits.float(), yt)
-                    if partner is not None:
-                        loss = lam * loss + (1 - lam) * torch.nn.functional.cross_entropy(
-                            logits.float(), yt[partner]
-                        )
-                optimiser.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-            except torch.OutOfMemoryError as exc:
-                raise ParameterError(
-                    f"{device} ran out of memory training {config.model} with batch size "
-                    f"{config.batch_size}: try --batch-size {max(1, config.batch_size // 2)}"
-                ) from exc
-            scaler.update()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(dim=1) == yt).sum().item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            loss, hits = self.step(x, y, generator)
+            loss_sum += loss * len(y)
+            correct += hits
+            bar.set_postfix(loss=f"{loss:.3f}")
         bar.close()
-        scheduler.step()
+        self.scheduler.step()
         seconds = time.perf_counter() - t0
-        loss_sum, correct, seen = sum_over_processes(w, [loss_sum, correct, len(order)], device)
-        if not w.main:
-            barrier(w)
-            continue
-        probs, val_loss = predict(model, data, val_rows, spec, device, amp_dtype=amp_dtype)
-        ev = evaluation(probs, data.labels[val_rows], recording[val_rows], data.label_names)
+        totals = sum_over_processes(w, [loss_sum, correct, len(order)], self.device)
+        return (*totals, seconds)
+
+    def step(self, x: np.ndarray, y: np.ndarray, generator) -> tuple[float, int]:
+        """One optimiser step on a batch (augmented, mixed up if asked); its loss and how
+        many sub-clips the network got right."""
+        import torch
+        import torch.nn.functional as F
+
+        c, device = self.config, self.device
+        xt = torch.from_numpy(x)
+        if c.augment:
+            spec_augment(xt, generator)
+        if device.type == "cuda":  # page-locked, so the copy overlaps the GPU's work
+            xt = xt.pin_memory()
+        xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        yt = torch.from_numpy(y).to(device, non_blocking=True)
+        lam, partner = 1.0, None
+        if c.mixup > 0:  # blend each sub-clip with another, and their labels alike
+            lam = float(torch.distributions.Beta(c.mixup, c.mixup).sample())
+            partner = torch.randperm(len(y), generator=generator).to(device)
+            xt = lam * xt + (1 - lam) * xt[partner]
+        try:
+            with torch.autocast(
+                device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+            ):
+                logits = self.net(xt)
+                loss = F.cross_entropy(logits.float(), yt)
+                if partner is not None:
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), yt[partner])
+            self.optimiser.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimiser)
+        except torch.OutOfMemoryError as exc:
+            raise ParameterError(
+                f"{device} ran out of memory training {c.model} with batch size "
+                f"{c.batch_size}: try --batch-size {max(1, c.batch_size // 2)}"
+            ) from exc
+        self.scaler.update()
+        return loss.item(), int((logits.argmax(dim=1) == yt).sum().item())
+
+    def evaluate(self, rows: np.ndarray) -> tuple[dict, float]:
+        probs, loss = predict(
+            self.model, self.data, rows, self.spec, self.device, amp_dtype=self.amp_dtype
+        )
+        d = self.data
+        return evaluation(probs, d.labels[rows], d.index[rows, 0], d.label_names), loss
+
+    def validate(self, rows, epoch: int, train_loss, train_accuracy, seen, seconds) -> dict:
+        """Score ``rows`` after an epoch and add the epoch to the history."""
+        ev, val_loss = self.evaluate(rows)
         entry = {
             "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
             "val_loss": val_loss,
             "val_accuracy": ev["subclip"]["accuracy"],
             "val_recording_accuracy": ev["recording"]["accuracy"],
-            "lr": optimiser.param_groups[0]["lr"],
+            "lr": self.optimiser.param_groups[0]["lr"],
             "train_seconds": seconds,
             "train_subclips_per_s": seen / seconds,
-            "processes": w.size,
+            "processes": self.world.size,
         }
-        history.append(entry)
-        key = (entry["val_recording_accuracy"], -val_loss)
-        if key > tuple(best["key"]):
-            best = {"key": key, "epoch": epoch}
-            save_checkpoint(best_path, checkpoint(epoch))
-        save_checkpoint(last_path, checkpoint(epoch))
-        if progress:
-            print(
-                f"{config.model} epoch {epoch}/{config.epochs}: loss {entry['train_loss']:.3f} "
-                f"acc {entry['train_accuracy']:.3f} | val loss {val_loss:.3f} "
-                f"acc {entry['val_accuracy']:.3f} recordings {entry['val_recording_accuracy']:.3f} "
-                f"| {entry['train_subclips_per_s']:.1f} sub-clips/s"
-            )
-        write_text(out / "metrics.json", json.dumps({"history": history}, indent=2))
-        if on_epoch is not None:
-            on_epoch(entry)
-        barrier(w)
+        self.history.append(entry)
+        return entry
 
-    if not w.main:
-        return {}
-    # The reported scores are the last epoch's: picking the best epoch on the
-    # validation split and reporting that split would flatter the model.
-    # best.pt (chosen on validation) is kept for use, its epoch noted.
-    probs, val_loss = predict(model, data, val_rows, spec, device, amp_dtype=amp_dtype)
-    final = evaluation(probs, data.labels[val_rows], recording[val_rows], data.label_names)
-    final.update(
-        epoch=history[-1]["epoch"],
-        best_epoch=best["epoch"],
-        val_loss=val_loss,
-        device=str(device),
-        amp=str(amp_dtype).replace("torch.", "") if amp_dtype else None,
-    )
-    metrics = {
-        "model": config.model,
-        "config": dataclasses.asdict(config),
-        "split": split,
-        "history": history,
-        "final": final,
-    }
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    _plots(metrics, out)
-    return metrics
+    def save(self, out: Path, epoch: int) -> None:
+        """``best.pt`` when this epoch is the best so far, then ``last.pt``."""
+        e = self.history[-1]
+        key = (e["val_recording_accuracy"], -e["val_loss"])
+        if key > tuple(self.best["key"]):
+            self.best = {"key": key, "epoch": epoch}
+            save_checkpoint(out / "best.pt", self.checkpoint(epoch))
+        save_checkpoint(out / "last.pt", self.checkpoint(epoch))
+
+    def finish(self, rows: np.ndarray, out: Path) -> dict:
+        """The final scores, ``metrics.json`` and the plots. The scores are the last
+        epoch's: picking the best epoch on the validation split and reporting that split
+        would flatter the model; ``best.pt`` (chosen on validation) is kept for use."""
+        final, val_loss = self.evaluate(rows)
+        final.update(
+            epoch=self.history[-1]["epoch"],
+            best_epoch=self.best["epoch"],
+            val_loss=val_loss,
+            device=str(self.device),
+            amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
+        )
+        metrics = {
+            "model": self.config.model,
+            "config": dataclasses.asdict(self.config),
+            "split": self.split,
+            "history": self.history,
+            "final": final,
+        }
+        write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        _plots(metrics, out)
+        return metrics
 
 
 def _plots(metrics: dict, out: Path) -> None:
