@@ -46,3 +46,16 @@ TINY_SPEC_ARGS = [
 def tiny_spec(**overrides) -> musemo.FeatureSpec:
     """64 mels x 63 frames per 1 s sub-clip: small enough to train in seconds."""
     return musemo.FeatureSpec(**{**TINY_SETTINGS, **overrides})
+
+
+def write_register_dataset(root: Path, *, per_label: int = 12, seconds: float = 4.2) -> Path:
+    """An easy set: ``happy`` tones at 1.5-3 kHz, ``sad`` ones at 150-300 Hz."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(TINY_SR * seconds)) / TINY_SR
+    for label, (low, high) in {"happy": (1500.0, 3000.0), "sad": (150.0, 300.0)}.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for k in range(per_label):
+            y = 0.3 * np.sin(2 * np.pi * rng.uniform(low, high) * t)
+            y += 0.01 * rng.standard_normal(len(t))
+            sf.write(root / label / f"{label}{k}.wav", y.astype(np.float32), TINY_SR)
+    return root

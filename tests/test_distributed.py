@@ -62,3 +62,28 @@ def test_torchrun_two_processes(tmp_path):
         seen = round(h["train_subclips_per_s"] * h["train_seconds"])
         assert seen == split["train_subclips"] // 2 * 2
     assert (out / "best.pt").exists() and (out / "curves.png").exists()
+    # gathered from both processes at the end: DDP kept the two replicas identical
+    assert metrics["final"]["processes"] == 2
+    assert metrics["final"]["weights_max_difference_between_processes"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_replica_check_sees_a_difference(tmp_path):
+    """The check behind weights_max_difference_between_processes, on two real gloo
+    processes whose tensors differ by 0.25 in one value."""
+    script = tmp_path / "spread.py"
+    script.write_text(
+        "import torch\n"
+        "from musemo.training.distributed import max_difference_over_processes, world\n"
+        "w = world()\n"
+        "x = torch.zeros(5)\n"
+        "x[3] = 0.25 * w.rank\n"
+        "print(f'rank {w.rank}: {max_difference_over_processes(w, x)}')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "rank 0: 0.25" in proc.stdout and "rank 1: 0.25" in proc.stdout

@@ -20,7 +20,12 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
-    """Accuracy, balanced accuracy, macro F1 and the confusion matrix."""
+    """Accuracy, balanced accuracy, macro F1 and the confusion matrix of integer labels.
+
+    The same numbers as scikit-learn's ``accuracy_score``, ``balanced_accuracy_score``,
+    ``f1_score(average="macro", labels=range(n_classes), zero_division=0)`` and
+    ``confusion_matrix(labels=range(n_classes))`` (``tests/test_metrics.py``).
+    """
     m = confusion(y_true, y_pred, n_classes)
     support = m.sum(axis=1)
     predicted = m.sum(axis=0)
@@ -33,8 +38,10 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
     return {
         "n": int(len(y_true)),
         "accuracy": float(tp.sum() / max(1, len(y_true))),
+        # as scikit-learn: balanced accuracy over the classes that occur, macro F1 over
+        # every class (one never seen nor predicted counts as 0)
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "f1_macro": float(f1[present].mean()) if present.any() else 0.0,
+        "f1_macro": float(f1.mean()),
         "confusion": m.tolist(),
     }
 

@@ -56,3 +56,15 @@ def sum_over_processes(w: World, values: list[float], device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def max_difference_over_processes(w: World, values) -> float:
+    """The largest absolute difference between this tensor in any process and in rank 0
+    (0.0 in a single process): DDP keeps the replicas equal, and this checks it."""
+    if w.size == 1:
+        return 0.0
+    import torch.distributed as dist
+
+    gathered = [values.new_empty(values.shape) for _ in range(w.size)]
+    dist.all_gather(gathered, values.contiguous())
+    return max(float((g - gathered[0]).abs().max()) for g in gathered)

@@ -31,7 +31,7 @@ from ..features.spec import FeatureSpec
 from ..metrics import evaluation
 from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from .distributed import barrier, sum_over_processes, world
+from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
 from .models import build_model
 
 
@@ -214,6 +214,8 @@ def fit(
     >>> train, val = holdout_split(data)  # doctest: +SKIP
     >>> fit(data, train, val, FeatureSpec(), TrainConfig(epochs=20), "runs/a")  # doctest: +SKIP
     """
+    import torch
+
     out = Path(out_dir)
     with writing(out, any_oserror=True):
         out.mkdir(parents=True, exist_ok=True)
@@ -238,7 +240,9 @@ def fit(
             if on_epoch is not None:
                 on_epoch(entry)
         barrier(run.world)
-    return run.finish(val_rows, out) if run.world.main else {}
+    weights = torch.cat([p.detach().reshape(-1).float() for p in run.model.parameters()])
+    spread = max_difference_over_processes(run.world, weights)  # every process takes part
+    return run.finish(val_rows, out, weight_spread=spread) if run.world.main else {}
 
 
 def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> None:
@@ -456,10 +460,11 @@ class _Run:
             save_checkpoint(out / "best.pt", self.checkpoint(epoch))
         save_checkpoint(out / "last.pt", self.checkpoint(epoch))
 
-    def finish(self, rows: np.ndarray, out: Path) -> dict:
+    def finish(self, rows: np.ndarray, out: Path, *, weight_spread: float) -> dict:
         """The final scores, ``metrics.json`` and the plots. The scores are the last
         epoch's: picking the best epoch on the validation split and reporting that split
-        would flatter the model; ``best.pt`` (chosen on validation) is kept for use."""
+        would flatter the model; ``best.pt`` (chosen on validation) is kept for use.
+        ``weight_spread``: how far the processes' final weights differ (0 when one)."""
         final, val_loss = self.evaluate(rows)
         final.update(
             epoch=self.history[-1]["epoch"],
@@ -467,6 +472,8 @@ class _Run:
             val_loss=val_loss,
             device=str(self.device),
             amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
+            processes=self.world.size,
+            weights_max_difference_between_processes=weight_spread,
         )
         metrics = {
             "model": self.config.model,
