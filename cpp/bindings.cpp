@@ -1,6 +1,8 @@
 // musemo._native: a thin pybind11 layer over SpectrogramPlan. Validation and
-// the friendly API live in Python (src/musemo/); this file only converts
-// arrays to pointers and releases the GIL around the work.
+// the friendly API live in Python (src/musemo/); this file only turns arrays
+// into pointers and releases the GIL around the work. Every array argument is
+// noconvert(): an array of another dtype or layout is refused, never copied
+// (an output copy would be filled and thrown away).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -80,7 +82,7 @@ PYBIND11_MODULE(_native, m) {
                                             find_kernels(kernels), db);
              }),
              py::arg("n_fft"), py::arg("hop_length"), py::arg("center"), py::arg("pad_mode"),
-             py::arg("window"), py::arg("power"), py::arg("mel"), py::arg("n_mels"),
+             py::arg("window").noconvert(), py::arg("power"), py::arg("mel").noconvert(), py::arg("n_mels"),
              py::arg("kernels") = "", py::arg("db_amin") = py::none(), py::arg("db_ref") = 1.0f,
              "With db_amin set, the plan outputs 10 log10(max(x, db_amin)) - 10 log10(max(db_amin, |db_ref|)).")
         .def_property_readonly("n_rows", &SpectrogramPlan::n_rows)
@@ -102,7 +104,7 @@ PYBIND11_MODULE(_native, m) {
                     jobs.push_back(Job{y.data() + b * n, n, out.mutable_data() + b * out_step});
                 return run(plan, jobs, threads);
             },
-            py::arg("y"), py::arg("out"), py::arg("threads") = 1,
+            py::arg("y").noconvert(), py::arg("out").noconvert(), py::arg("threads") = 1,
             "Fill out from y; None, or (row, sample) of the first non-finite sample.")
         .def(
             "compute_many",
@@ -113,6 +115,6 @@ PYBIND11_MODULE(_native, m) {
                 for (std::size_t i = 0; i < ys.size(); ++i) jobs.push_back(make_job(plan, ys[i], outs[i]));
                 return run(plan, jobs, threads);
             },
-            py::arg("ys"), py::arg("outs"), py::arg("threads") = 1,
+            py::arg("ys").noconvert(), py::arg("outs").noconvert(), py::arg("threads") = 1,
             "Fill each outs[i] from ys[i]; None, or (i, sample) of the first non-finite sample.");
 }

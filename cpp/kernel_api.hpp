@@ -14,7 +14,7 @@ namespace musemo {
 // Read-only tables shared by every call on one plan. All pointers are owned
 // by SpectrogramPlan and live as long as it does.
 struct KernelTables {
-    int n_fft;            // power of two, >= 16
+    int n_fft;            // power of two, >= 4
     int m;                // n_fft / 2: size of the complex FFT
     int n_bins;           // n_fft / 2 + 1
     const float* window;  // n_fft samples, already scaled by 1/2 (see twist)

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 
 namespace musemo {
 
@@ -78,17 +79,24 @@ int log2_exact(int n) {
 
 }  // namespace
 
-std::vector<const KernelSet*> available_kernels() {
-    std::vector<const KernelSet*> out;
+const std::vector<const KernelSet*>& available_kernels() {
+    static const std::vector<const KernelSet*> sets = [] {
+        std::vector<const KernelSet*> out;
 #if defined(MUSEMO_HAVE_AVX512)
-    if (cpu_has("avx512")) out.push_back(kernels_avx512());
+        if (cpu_has("avx512")) out.push_back(kernels_avx512());
 #endif
 #if defined(MUSEMO_HAVE_AVX2)
-    if (cpu_has("avx2")) out.push_back(kernels_avx2());
+        if (cpu_has("avx2")) out.push_back(kernels_avx2());
 #endif
-    out.push_back(kernels_generic());
-    return out;
+        out.push_back(kernels_generic());
+        return out;
+    }();
+    return sets;
 }
+
+static_assert(!std::is_copy_constructible<SpectrogramPlan>::value &&
+                  !std::is_copy_assignable<SpectrogramPlan>::value,
+              "a plan's tables point into its own vectors");
 
 SpectrogramPlan::SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode pad_mode,
                                  const std::vector<float>& window, float power,

@@ -13,8 +13,8 @@ namespace musemo {
 
 enum class PadMode { Constant, Reflect, Edge };
 
-// The kernel sets this build and this CPU can run, fastest first.
-std::vector<const KernelSet*> available_kernels();
+// The kernel sets this build and this CPU can run, fastest first (detected once).
+const std::vector<const KernelSet*>& available_kernels();
 
 // Log scaling: when enabled the plan outputs 10 log10(max(x, amin)) - 10 log10(max(amin, |ref|)).
 struct Decibels {
@@ -31,6 +31,9 @@ public:
     SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode pad_mode,
                     const std::vector<float>& window, float power, const std::vector<float>& mel,
                     int n_mels, const KernelSet* kernels, const Decibels& db = Decibels{});
+    // The tables point into the plan's own vectors: a copy would point into the original.
+    SpectrogramPlan(const SpectrogramPlan&) = delete;
+    SpectrogramPlan& operator=(const SpectrogramPlan&) = delete;
 
     int n_fft() const { return tables_.n_fft; }
     int n_rows() const { return tables_.n_mels > 0 ? tables_.n_mels : tables_.n_bins; }
@@ -66,7 +69,8 @@ struct Job {
     std::int64_t bad_sample = -1;
 };
 
-// Run every job on `threads` worker threads (1: the calling thread).
+// Run every job on `threads` threads: the calling thread and threads - 1 workers started
+// for this call (some 50 us each on Linux), whose scratch lives as long as the call.
 void run_jobs(const SpectrogramPlan& plan, std::vector<Job>& jobs, int threads);
 
 }  // namespace musemo
