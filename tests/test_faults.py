@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from fixtures_audio import TINY_SPEC_ARGS, tiny_spec, write_chord_dataset
 
-from musemo._atomic import remove_leftovers
+from musemo._atomic import _host, remove_leftovers
 from musemo.data import FeatureCache
 
 MUSEMO = [sys.executable, "-m", "musemo.cli"]
@@ -143,11 +143,14 @@ def test_a_damaged_cache_entry_is_computed_again(tmp_path, chords_30s):
 def test_leftovers_of_dead_processes_are_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    mine = tmp_path / f".entry.tmp.{os.getpid()}.k2j3.tmp.npy"  # a write in progress
-    theirs = tmp_path / f".entry.tmp.{dead.pid}.x8f1.tmp.npy"
-    staging = tmp_path / f".musemo-export.tmp.{dead.pid}.q0z9"
+    host = _host()
+    mine = tmp_path / f".entry.tmp.{host}.{os.getpid()}.k2j3.tmp.npy"  # a write in progress
+    theirs = tmp_path / f".entry.tmp.{host}.{dead.pid}.x8f1.tmp.npy"
+    staging = tmp_path / f".musemo-export.tmp.{host}.{dead.pid}.q0z9"
+    # a write on another machine sharing the folder: its process cannot be seen from here
+    elsewhere = tmp_path / f".entry.tmp.other-host.{dead.pid}.z7c4.tmp.npy"
     (staging / "sub").mkdir(parents=True)
-    kept = [mine, tmp_path / "entry.npy", tmp_path / ".hidden"]
+    kept = [mine, elsewhere, tmp_path / "entry.npy", tmp_path / ".hidden"]
     for path in [*kept, theirs]:
         path.write_bytes(b"x")
     assert remove_leftovers(tmp_path) == 2

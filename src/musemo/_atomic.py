@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file beside the target, then a rename.
 
-Temporary names carry the writer's process id, so a later run can tell the
-leftovers of a killed process (``remove_leftovers``) from another run's work.
+Temporary names carry the writer's host and process id, so a later run can tell the
+leftovers of a killed process on this host (``remove_leftovers``) from another run's
+work, here or on another host sharing the folder (an NFS home).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import errno
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +23,17 @@ from .errors import OutputError
 
 # errors that say the output cannot be written, whatever the writer was doing
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
-_LEFTOVER = re.compile(r"^\..*\.tmp\.(?P<pid>\d+)\.[^.]+")
+_LEFTOVER = re.compile(r"^\..*\.tmp\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[^.]+")
+
+
+def _host() -> str:
+    """This machine's name as it goes into temporary names (letters, digits, dashes)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 
 
 def _temp_prefix(stem: str) -> str:
     """The prefix of a temporary file or folder this process makes beside its output."""
-    return f".{stem}.tmp.{os.getpid()}."
+    return f".{stem}.tmp.{_host()}.{os.getpid()}."
 
 
 @contextlib.contextmanager
@@ -105,13 +112,15 @@ def _alive(pid: int) -> bool:
 
 
 def remove_leftovers(folder: str | os.PathLike) -> int:
-    """Remove the temporary files and folders in ``folder`` of processes that died
-    mid-write (e.g. killed). Returns how many were removed."""
+    """Remove the temporary files and folders in ``folder`` of processes on this host
+    that died mid-write (e.g. killed); another host's are left alone, as its process
+    cannot be seen from here. Returns how many were removed."""
     removed = 0
+    host = _host()
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             m = _LEFTOVER.match(entry.name)
-            if m is None or _alive(int(m["pid"])):
+            if m is None or m["host"] != host or _alive(int(m["pid"])):
                 continue
             with contextlib.suppress(OSError):  # gone already, or a read-only disk
                 if entry.is_dir(follow_symlinks=False):
