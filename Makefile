@@ -1,10 +1,16 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - build musemo into .venv and run the demo on the built-in recording
 #   make test   - build musemo into .venv and run the test suite
+# For working on musemo:
+#   make dev        - an editable install in .venv (rebuilds the C++ engine on import)
+#   make test-fast  - the tests that neither train, export nor kill processes (~1 min)
+#   make lint       - ruff, in a venv of its own (no torch needed)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.musemo-installed
+EXTRAS := dev,train,export,tflite,live
+LINT_VENV := .venv-lint
 # The abandoned tflite_runtime wheel (numpy < 2), apart from the venv: the tests run the
 # edge runtime's fallback to it for real.
 TFLITE_RUNTIME := $(VENV)/tflite-runtime-numpy1
@@ -12,13 +18,18 @@ TFLITE_RUNTIME := $(VENV)/tflite-runtime-numpy1
 BUILD_INPUTS := pyproject.toml CMakeLists.txt cpp src
 SOURCES := $(shell git ls-files $(BUILD_INPUTS) 2>/dev/null || find $(BUILD_INPUTS) -type f -not -path '*/__pycache__/*')
 
-.PHONY: demo test lint bench sdist clean
+.PHONY: demo test test-fast dev install lint bench sdist clean
 
-$(STAMP): $(SOURCES)
+install:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
-	$(PY) -m pip install --quiet --no-cache-dir ".[dev,train,export,tflite,live]"
-	touch $@
+	$(PY) -m pip install --quiet --no-cache-dir ".[$(EXTRAS)]"
+	rm -f $(VENV)/.musemo-editable
+	touch $(STAMP)
+
+$(STAMP): $(SOURCES)
+	@if [ -f $(VENV)/.musemo-editable ]; then touch $@; exit 0; fi; \
+	$(MAKE) --no-print-directory install
 
 demo: $(STAMP)
 	$(VENV)/bin/musemo demo --out demo_out
@@ -32,8 +43,27 @@ $(TFLITE_RUNTIME): | $(STAMP)
 test: $(STAMP) $(TFLITE_RUNTIME)
 	$(PY) -m pytest
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# Editable: the package is imported from src/, and importing it rebuilds the C++ engine
+# in build/editable when a source changed (scikit-build-core, without build isolation, so
+# the build tools come from the dev extra).
+dev:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet scikit-build-core pybind11 cmake ninja
+	$(PY) -m pip install --quiet --no-build-isolation -Ceditable.rebuild=true \
+		-Ceditable.verbose=false -Cbuild-dir=build/editable -e ".[$(EXTRAS)]"
+	touch $(VENV)/.musemo-editable $(STAMP)
+
+$(LINT_VENV)/bin/ruff:
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --no-cache-dir "ruff>=0.17,<0.18"
+
+lint: $(LINT_VENV)/bin/ruff
+	$(LINT_VENV)/bin/ruff check src tests benchmarks export
+	$(LINT_VENV)/bin/ruff format --check src tests benchmarks export
 
 bench: $(STAMP)
 	$(PY) benchmarks/features.py
@@ -43,4 +73,4 @@ sdist: $(STAMP)
 	$(PY) -m build --sdist
 
 clean:
-	rm -rf $(VENV) build dist demo_out benchmarks/results
+	rm -rf $(VENV) $(LINT_VENV) build dist demo_out benchmarks/results

@@ -9,6 +9,20 @@ from signals import tonal_signal
 import musemo
 from musemo.features import spectral as features
 
+# Tests that train a model, export one, or run the demo: `make test-fast` leaves them out.
+SLOW_FIXTURES = {
+    "chord_recordings",
+    "squeezenet_checkpoint",
+    "squeezenet_export",
+    "mobilenet_checkpoint",
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(params=musemo.available_kernels())
 def kernel_set(request, monkeypatch) -> str:

@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from musemo.timing import wall_ms_each
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_features_benchmark_quick_run(tmp_path):
     out = tmp_path / "features.json"
     proc = subprocess.run(
@@ -28,6 +31,7 @@ def test_features_benchmark_quick_run(tmp_path):
     assert {"machine", "settings", "mel", "stft", "batch", "overhead"} <= set(data)
 
 
+@pytest.mark.slow
 def test_cache_scale_benchmark_small_run(tmp_path):
     out = tmp_path / "cache_scale.json"
     proc = subprocess.run(

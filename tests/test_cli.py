@@ -85,6 +85,7 @@ def test_bad_settings_give_an_error_not_a_traceback(tmp_path, two_wav_files, cap
     assert "error: n_fft=1000" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_runs_the_demo(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(

@@ -5,8 +5,8 @@
 #   MUSEMO_VENV=/opt/musemo bash export/raspberry-pi/setup.sh
 #
 # Installs the apt packages it needs (compiler, cmake, PortAudio) unless
-# MUSEMO_SKIP_APT=1, then the requirements, then builds musemo's C++ feature
-# engine for this CPU. Torch and tensorflow are never installed.
+# MUSEMO_SKIP_APT=1, then musemo with its edge and live extras, building its C++
+# feature engine for this CPU. Torch and tensorflow are never installed.
 set -euo pipefail
 
 kit="$(cd "$(dirname "$0")" && pwd)"
@@ -34,10 +34,9 @@ fi
 
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -r "$kit/requirements.txt"
-# --no-deps: the requirements above are the edge side; musemo's training extras
-# (torch, torchvision, ...) stay off the device.
-"$venv/bin/python" -m pip install --quiet --no-deps "$repo"
+# The edge and live extras (onnxruntime, LiteRT, sounddevice) and nothing else:
+# the training and export extras (torch, ...) stay off the device.
+"$venv/bin/python" -m pip install --quiet "$repo[edge,live]"
 
 "$venv/bin/python" - <<'PY'
 import sys

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
+# cmake and ninja (the generator below) from the venv (the dev extra), else from PATH
+export PATH="$(dirname "$PY"):$PATH"
 BUILD=$(realpath -m "${1:-build/sanitized}")
 TESTS=(tests/test_extractor.py tests/test_fft.py tests/test_windows.py tests/test_decibels.py
        tests/test_parity_librosa.py tests/test_properties.py tests/test_threads.py
