@@ -8,25 +8,16 @@ import numpy as np
 import soundfile as sf
 
 import musemo
+from musemo.data.synthetic.chords import write_chord_set
 
 TINY_SR = 16000
-CHORDS = {"happy": (262.0, 330.0, 392.0), "sad": (262.0, 311.0, 392.0)}  # C major / C minor
 
 
 def write_chord_dataset(
     root: Path, *, per_label: int = 6, seconds: float = 4.2, seed: int = 0
 ) -> Path:
     """``root/<happy|sad>/*.wav``: major or minor triads at random pitch, with a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(TINY_SR * seconds)) / TINY_SR
-    for label, freqs in CHORDS.items():
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for k in range(per_label):
-            shift = rng.uniform(0.8, 1.25)
-            y = 0.2 * sum(np.sin(2 * np.pi * f * shift * t) for f in freqs)
-            y += 0.01 * rng.standard_normal(len(t))
-            sf.write(root / label / f"{label}{k}.wav", y.astype(np.float32), TINY_SR)
-    return root
+    return write_chord_set(root, per_label=per_label, seconds=seconds, sr=TINY_SR, seed=seed)
 
 
 TINY_SETTINGS = dict(sample_rate=TINY_SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)

@@ -141,35 +141,21 @@ def test_power_to_db(ref, top_db, one_second_tonal_44k):
     np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
-def test_mel_filters_match_librosa():
-    for sr, n_fft, n_mels, htk, norm, fmin, fmax in [
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_mels", "htk", "norm", "fmin", "fmax"),
+    [
         (22050, 2048, 128, False, "slaney", 0.0, None),
         (44100, 2048, 128, True, None, 20.0, 16000.0),
         (48000, 4096, 96, False, 1.0, 0.0, None),
         (16000, 512, 40, True, np.inf, 0.0, 8000.0),
         (44100, 1024, 64, False, 2.0, 300.0, 3000.0),
-    ]:
-        ours = musemo.mel_filters(
-            sr=sr,
-            n_fft=n_fft,
-            n_mels=n_mels,
-            htk=htk,
-            norm=norm,
-            fmin=fmin,
-            fmax=fmax,
-            dtype=np.float64,
-        )
-        ref = librosa.filters.mel(
-            sr=sr,
-            n_fft=n_fft,
-            n_mels=n_mels,
-            htk=htk,
-            norm=norm,
-            fmin=fmin,
-            fmax=fmax,
-            dtype=np.float64,
-        )
-        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-15)
+    ],
+)
+def test_mel_filters_match_librosa(sr, n_fft, n_mels, htk, norm, fmin, fmax):
+    settings = dict(sr=sr, n_fft=n_fft, n_mels=n_mels, htk=htk, norm=norm, fmin=fmin, fmax=fmax)
+    ours = musemo.mel_filters(**settings, dtype=np.float64)
+    ref = librosa.filters.mel(**settings, dtype=np.float64)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-15)
 
 
 def test_mel_frequencies_match_librosa():

@@ -22,27 +22,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 TOLERANCE = 0.03  # max |probability difference| between machines, per window
 MARGIN = 0.05  # windows closer than this to the decision boundary may flip
 SR = 16000
 MODELS = ("squeezenet1_0", "mobilenet_v2")
 FILES = [f"{a}.int8.{ext}" for a in MODELS for ext in ("onnx", "tflite")]
-CHORDS = {"happy": (262.0, 330.0, 392.0), "sad": (262.0, 311.0, 392.0)}
-
-
-def _chords(root: Path, per_label: int, seconds: float, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    for label, freqs in CHORDS.items():
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for k in range(per_label):
-            shift = rng.uniform(0.8, 1.25)
-            y = 0.2 * sum(np.sin(2 * np.pi * f * shift * t) for f in freqs)
-            y += 0.01 * rng.standard_normal(len(t))
-            sf.write(root / label / f"{label}{k}.wav", y.astype(np.float32), SR)
-    return root
 
 
 def _answers(out: Path) -> dict:
@@ -62,12 +47,13 @@ def _answers(out: Path) -> dict:
 def make(out: Path) -> None:
     from musemo import FeatureSpec
     from musemo.data import holdout_split, load_dataset
+    from musemo.data.synthetic.chords import write_chord_set
     from musemo.export import export_checkpoint
     from musemo.training import TrainConfig, fit
 
     spec = FeatureSpec(sample_rate=SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
-    train_root = _chords(out / "train", per_label=10, seconds=4.2, seed=0)
-    _chords(out / "audio", per_label=3, seconds=3.5, seed=1)
+    train_root = write_chord_set(out / "train", per_label=10, seconds=4.2, sr=SR, seed=0)
+    write_chord_set(out / "audio", per_label=3, seconds=3.5, sr=SR, seed=1)
     data, _ = load_dataset(train_root, spec, cache=out / "cache", progress=False)
     train, val = holdout_split(data, val_fraction=0.25, seed=0)
     for model in MODELS:

@@ -76,30 +76,42 @@ def compare_models(
     rows = []
     for mode in split_modes:
         train, val = holdout_split(data, val_fraction=val_fraction, mode=mode, seed=config.seed)
-        rows.append(
-            _row(
-                mode,
-                "baseline (log-mel stats + logistic regression)",
-                fit_baseline(data, train, val, seed=config.seed),
-                None,
-            )
-        )
-        for name in models:
-            metrics = fit(
-                data,
-                train,
-                val,
-                spec,
-                dataclasses.replace(config, model=name),
-                out / mode / name,
-                split_mode=mode,
-                resume=resume,
-                progress=progress,
-            )
-            rows.append(_row(mode, name, metrics["final"], metrics["history"]))
-            _write(out, rows)
-    _write(out, rows)
+        results = _on_one_split(
+            data, spec, models, config, train, val, lambda name, m=mode: out / m / name,
+            mode=mode, progress=progress, resume=resume,
+        )  # fmt: skip
+        for name, metrics in results.items():
+            label = BASELINE if name == "baseline" else name
+            rows.append(_row(mode, label, metrics["final"], metrics["history"]))
+        _write(out, rows)
     return rows
+
+
+BASELINE = "baseline (log-mel stats + logistic regression)"
+
+
+def _on_one_split(
+    data, spec, models, config, train, val, folder, *, mode, progress, resume
+) -> dict[str, dict]:
+    """The baseline, then each model, trained on ``train`` and scored on ``val``: name ->
+    ``{"final": scores, "history": epochs}`` (the baseline has no history). Model
+    ``name`` runs in ``folder(name)``."""
+    results = {
+        "baseline": {"final": fit_baseline(data, train, val, seed=config.seed), "history": None}
+    }
+    for name in models:
+        results[name] = fit(
+            data,
+            train,
+            val,
+            spec,
+            dataclasses.replace(config, model=name),
+            folder(name),
+            split_mode=mode,
+            resume=resume,
+            progress=progress,
+        )
+    return results
 
 
 def _write(out: Path, rows: list[dict]) -> None:
@@ -136,21 +148,12 @@ def cross_validate(
     folds = kfold_splits(data, k=k, mode=mode, seed=config.seed)
     per_fold: dict[str, list[dict]] = {}
     for i, (train, val) in enumerate(folds):
-        results = {"baseline": fit_baseline(data, train, val, seed=config.seed)}
-        for name in models:
-            metrics = fit(
-                data,
-                train,
-                val,
-                spec,
-                dataclasses.replace(config, model=name),
-                out / name / f"fold{i}",
-                split_mode=mode,
-                resume=resume,
-                progress=progress,
-            )
-            results[name] = metrics["final"]
-        for name, final in results.items():
+        results = _on_one_split(
+            data, spec, models, config, train, val, lambda name, i=i: out / name / f"fold{i}",
+            mode=mode, progress=progress, resume=resume,
+        )  # fmt: skip
+        for name, result in results.items():
+            final = result["final"]
             per_fold.setdefault(name, []).append(
                 {
                     "fold": i,
