@@ -20,8 +20,35 @@ def load_audio(
 ) -> tuple[np.ndarray, int]:
     """Decode an audio file (WAV, FLAC, OGG, MP3, ...) to float32.
 
-    Returns ``(y, sr)``: ``y`` is ``(n,)`` when ``mono`` (channels averaged),
-    else ``(channels, n)``. With ``sr`` the audio is resampled (soxr, high quality).
+    Parameters
+    ----------
+    path : path
+        The file; what libsndfile reads.
+    sr : int, optional
+        Resample to this rate (soxr, high quality); default: the file's own rate.
+    mono : bool
+        Average the channels (block by block: an hour of 8 channels needs the memory
+        of one).
+
+    Returns
+    -------
+    y : numpy.ndarray
+        float32 ``(n,)`` when ``mono``, else ``(channels, n)``.
+    sr : int
+        The sample rate of ``y``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    AudioError
+        A file that cannot be decoded, holds no samples, or holds NaN or infinite ones.
+    ParameterError
+        A bad ``sr``.
+
+    Examples
+    --------
+    >>> y, sr = musemo.load_audio("song.flac", sr=22050)  # doctest: +SKIP
     """
     if sr is not None:
         sr = check_sr(sr)

@@ -27,7 +27,7 @@ def _feature_spec(args: argparse.Namespace):
     )
 
 
-def cmd_features(args: argparse.Namespace) -> int:
+def _cmd_features(args: argparse.Namespace) -> int:
     from ._atomic import save_npy, write_text
     from ._progress import progress_bar
     from .audio import load_audio
@@ -144,7 +144,7 @@ def _check_train_request(args: argparse.Namespace) -> None:
         )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _cmd_train(args: argparse.Namespace) -> int:
     _check_train_request(args)
     spec, config = _feature_spec(args), _train_config(args)
     data = _load_data(args, spec)
@@ -227,12 +227,12 @@ def _train_one(args, data, spec, config, mode: str) -> int:
     return 0
 
 
-def cmd_cache(args: argparse.Namespace) -> int:
+def _cmd_cache(args: argparse.Namespace) -> int:
     _load_data(args, _feature_spec(args))
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     import numpy as np
@@ -262,7 +262,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_builtin(args: argparse.Namespace) -> int:
+def _cmd_builtin(args: argparse.Namespace) -> int:
     from .data.synthetic.ragas import make_builtin_dataset
 
     root = make_builtin_dataset(
@@ -276,7 +276,7 @@ def cmd_builtin(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_render_midi(args: argparse.Namespace) -> int:
+def _cmd_render_midi(args: argparse.Namespace) -> int:
     from .data.synthetic.midi import RenderToolError, render_midi
 
     program = None if args.program == "keep" else int(args.program)
@@ -304,7 +304,7 @@ def cmd_render_midi(args: argparse.Namespace) -> int:
     return 1 if result.skipped else 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def _cmd_export(args: argparse.Namespace) -> int:
     import logging
 
     from .export.pipeline import export_checkpoint
@@ -330,7 +330,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_infer(args: argparse.Namespace) -> int:
+def _cmd_infer(args: argparse.Namespace) -> int:
     import json
     import logging
     import warnings
@@ -393,7 +393,7 @@ def _infer_live(clf, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(
@@ -469,7 +469,7 @@ def _data_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
 
 
 def _add_demo(sub) -> None:
-    p = _command(sub, "demo", "run the demo on the built-in recording", cmd_demo)
+    p = _command(sub, "demo", "run the demo on the built-in recording", _cmd_demo)
     p.add_argument("--out", default="demo_out", help="output folder")
     p.add_argument("--repeats", type=int, default=10, help="timing repeats")
     p.add_argument("--per-raga", type=int, default=8, help="recordings per raga")
@@ -479,7 +479,7 @@ def _add_demo(sub) -> None:
 
 def _add_features(sub) -> None:
     p = _command(
-        sub, "features", "mel spectrograms of audio files to .npy (and .png)", cmd_features
+        sub, "features", "mel spectrograms of audio files to .npy (and .png)", _cmd_features
     )
     p.add_argument("files", nargs="+", help="audio files (WAV, FLAC, OGG, MP3)")
     p.add_argument("--out", required=True, help="output folder")
@@ -491,7 +491,7 @@ def _add_features(sub) -> None:
 def _add_train(sub) -> None:
     from .training.models import HEADS, MODELS
 
-    p = _command(sub, "train", "train a CNN (or all four) on labelled recordings", cmd_train)
+    p = _command(sub, "train", "train a CNN (or all four) on labelled recordings", _cmd_train)
     _data_options(p)
     p.add_argument("--model", default="squeezenet1_0", choices=(*MODELS, "all"), help="network")
     p.add_argument("--epochs", type=int, default=10, help="passes over the training sub-clips")
@@ -542,7 +542,7 @@ def _add_train(sub) -> None:
 
 def _add_cache(sub) -> None:
     p = _command(
-        sub, "cache", "compute a data set's features into the cache (resumable)", cmd_cache
+        sub, "cache", "compute a data set's features into the cache (resumable)", _cmd_cache
     )
     _data_options(p, device=False)
     _spec_options(p)
@@ -551,7 +551,7 @@ def _add_cache(sub) -> None:
 def _add_datasets(sub) -> None:
     datasets = sub.add_parser("datasets", help="make data sets to train on")
     dsub = datasets.add_subparsers(dest="dataset_command", required=True)
-    p = _command(dsub, "builtin", "write the synthetic sitar-like raga set", cmd_builtin)
+    p = _command(dsub, "builtin", "write the synthetic sitar-like raga set", _cmd_builtin)
     p.add_argument("root", help="output folder")
     p.add_argument("--per-raga", type=int, default=4, help="recordings per raga (6 ragas)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each recording")
@@ -561,7 +561,7 @@ def _add_datasets(sub) -> None:
         dsub,
         "render-midi",
         "render labelled MIDI (e.g. EMOPIA Q1/Q3) with FluidSynth",
-        cmd_render_midi,
+        _cmd_render_midi,
     )
     p.add_argument("src", help="folder or .zip of .mid files (EMOPIA names: Q<k>_<song>_<n>)")
     p.add_argument("out", help="output folder (<label>/<name>.wav and manifest.csv)")
@@ -583,7 +583,7 @@ def _add_datasets(sub) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = _command(sub, "evaluate", "score a checkpoint on a data set", cmd_evaluate)
+    p = _command(sub, "evaluate", "score a checkpoint on a data set", _cmd_evaluate)
     p.add_argument("checkpoint", help="a musemo checkpoint")
     _data_options(p)
     p.add_argument("--json", help="write the scores to this file")
@@ -621,12 +621,12 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace existing files")
     p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
     p.add_argument("--workers", type=int, default=1, help="processes computing features")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_cmd_export)
 
 
 def _add_infer(sub) -> None:
     p = _command(
-        sub, "infer", "classify audio files or the microphone with an exported model", cmd_infer
+        sub, "infer", "classify audio files or the microphone with an exported model", _cmd_infer
     )
     p.add_argument("model", help="an exported .onnx or .tflite model (musemo-export)")
     p.add_argument("files", nargs="*", help="audio files to classify")

@@ -22,6 +22,7 @@ from .recordings import Recording
 
 
 def file_digest(path: Path) -> str:
+    """The first 24 hex digits of the SHA-256 of a file's bytes (a cache entry's name)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -98,6 +99,7 @@ class FeatureCache:
         self.folder = Path(root) / spec.feature_key()
 
     def entry(self, path: Path) -> Path:
+        """Where the features of audio file ``path`` are (or will be) cached."""
         return self.folder / f"{file_digest(path)}.npy"
 
     def build(

@@ -34,9 +34,28 @@ def kfold_splits(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` (train, validation) index pairs over sub-clips, stratified by label.
 
-    ``"grouped"`` keeps every group (recording or song) on one side;
-    ``"random"`` splits sub-clips as the paper did, letting sub-clips of one
-    recording fall on both sides (it inflates accuracy: use it to measure that).
+    Parameters
+    ----------
+    data : SubclipData
+        The sub-clips.
+    k : int
+        Folds.
+    mode : {"grouped", "random"}
+        ``"grouped"`` keeps every group (recording or song) on one side; ``"random"``
+        splits sub-clips as the paper did, letting sub-clips of one recording fall on
+        both sides (it inflates accuracy: use it to measure that).
+    seed : int
+        Seed of the shuffle.
+
+    Returns
+    -------
+    list of (numpy.ndarray, numpy.ndarray)
+        Sub-clip indices of each fold's training and validation side.
+
+    Raises
+    ------
+    ParameterError
+        A label without sub-clips, or fewer groups of a label than folds.
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 

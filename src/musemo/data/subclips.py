@@ -38,6 +38,7 @@ class SubclipData:
         return len(self.index)
 
     def subclip(self, i: int) -> np.ndarray:
+        """The features of sub-clip ``i``, ``(n_mels, frames)`` (memory-mapped)."""
         rec, sub = self.index[i]
         return self.features[rec][sub]
 
@@ -59,9 +60,45 @@ def load_dataset(
 ) -> tuple[SubclipData, CacheReport]:
     """Read recordings, fill the feature cache and gather every sub-clip.
 
-    ``label_names`` fixes the label order (e.g. a checkpoint's); by default the
-    labels found, sorted. Needs at least two labels unless ``label_names`` is given.
-    ``allow_outside_root``: see ``read_manifest``.
+    Parameters
+    ----------
+    source : path
+        A folder ``ROOT/<label>/*.wav`` or a CSV manifest (see ``read_manifest``).
+    spec : FeatureSpec
+        The features and sub-clips to compute.
+    cache : path
+        The feature cache folder (entries are reused across runs).
+    workers : int
+        Processes computing features.
+    progress : bool
+        A progress bar on a terminal.
+    strict : bool
+        Stop at the first unreadable file instead of skipping it.
+    label_names : sequence of str, optional
+        The label order (e.g. a checkpoint's); default the labels found, sorted.
+    allow_outside_root : bool
+        Read manifest paths that leave the manifest's folder.
+
+    Returns
+    -------
+    data : SubclipData
+        Every sub-clip of every readable recording.
+    report : CacheReport
+        What the cache computed, reused and skipped (with reasons).
+
+    Raises
+    ------
+    ParameterError
+        One label only (unless ``label_names`` is given), labels outside
+        ``label_names``, or no readable recording.
+    OutputError
+        The cache cannot be written.
+
+    Examples
+    --------
+    >>> data, report = load_dataset("data/", FeatureSpec(), cache="cache/")  # doctest: +SKIP
+    >>> len(data), data.label_names  # doctest: +SKIP
+    (3854, ('happy', 'sad'))
     """
     recordings = load_recordings(source, allow_outside_root=allow_outside_root)
     found = sorted({r.label for r in recordings})

@@ -5,7 +5,7 @@ runtimes (onnxruntime, LiteRT), never ``musemo.data``, ``musemo.training`` or
 ``musemo.export`` (``tests/test_layout.py`` checks it).
 
     >>> from musemo.edge import Classifier
-    >>> Classifier("squeezenet1_0.int8.tflite").predict_file("song.wav").label
+    >>> Classifier("squeezenet1_0.int8.tflite").predict_file("song.wav").label  # doctest: +SKIP
     'happy'
 """
 

@@ -29,6 +29,7 @@ class Backend:
     name: str
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw class scores ``(n, classes)`` of normalised inputs ``(n, 1, n_mels, frames)``."""
         raise NotImplementedError
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
@@ -69,6 +70,7 @@ class OnnxBackend(Backend):
         )
 
     def logits(self, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Raw class scores ``(n, classes)``, run ``batch_size`` inputs at a time."""
         x = self._check_input(x)
         out = [
             self.session.run([OUTPUT_NAME], {INPUT_NAME: x[i : i + batch_size]})[0]
@@ -110,6 +112,7 @@ class TfliteBackend(Backend):
         self.output = self.interpreter.get_output_details()[0]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw class scores ``(n, classes)``, one invocation per input (the file takes batch 1)."""
         x = self._check_input(x)
         out = np.empty((len(x), self.output["shape"][-1]), np.float32)
         in_scale, in_zero = self.input["quantization"]
@@ -133,7 +136,20 @@ BACKENDS = {".onnx": OnnxBackend, ".tflite": TfliteBackend}
 
 
 def open_model(path: str | os.PathLike, *, threads: int = 1) -> Backend:
-    """Load a musemo ``.onnx`` or ``.tflite`` file for inference on ``threads`` threads."""
+    """Load a musemo ``.onnx`` or ``.tflite`` file for inference on ``threads`` threads.
+
+    The file's musemo metadata (feature spec, labels) is read and checked before any
+    inference runs; ``Backend.info`` holds it and ``Backend.logits`` runs the model.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ParameterError
+        Another suffix, an absurd size, or a file that is not a musemo model.
+    MissingDependencyError
+        The runtime for the suffix is not installed.
+    """
     path = Path(path)
     threads = check_threads(threads)
     backend = BACKENDS.get(path.suffix.lower())

@@ -3,8 +3,8 @@
 Torch-free: numpy, the C++ feature engine, soxr, and onnxruntime or LiteRT for the
 model file. The feature spec and labels come from the model file itself.
 
-    >>> clf = Classifier("squeezenet1_0.int8.tflite")
-    >>> clf.predict_file("song.wav").label
+    >>> clf = Classifier("squeezenet1_0.int8.tflite")  # doctest: +SKIP
+    >>> clf.predict_file("song.wav").label  # doctest: +SKIP
     'happy'
 """
 
@@ -42,6 +42,7 @@ class WindowResult:
 
     @property
     def silent(self) -> bool:
+        """Whether the window was too quiet to classify."""
         return self.label is None
 
 
@@ -58,6 +59,7 @@ class Result:
     padded: bool = False
 
     def to_dict(self) -> dict:
+        """The result as plain JSON-ready values (``musemo infer --json``)."""
         return dataclasses.asdict(self)
 
 
@@ -82,10 +84,33 @@ def _as_mono(y, *, what: str) -> np.ndarray:
 class Classifier:
     """An exported musemo model (``.onnx`` or ``.tflite``) with its feature extractor.
 
-    ``hop_seconds`` spaces the windows (default: the model's sub-clip hop, i.e. as it was
-    trained); audio shorter than one window is padded with silence and a warning, or
-    refused with ``pad_short=False``. Calls are not thread-safe: give each thread its
-    own ``Classifier``.
+    Calls are not thread-safe: give each thread its own ``Classifier``.
+
+    Parameters
+    ----------
+    model_path : path
+        A model file written by ``musemo-export``: its feature spec and labels come
+        from the file.
+    threads : int
+        Inference threads.
+    hop_seconds : float, optional
+        Seconds between windows; default the model's sub-clip hop (as it was trained).
+    pad_short : bool
+        Pad audio shorter than one window with silence (and warn), or refuse it.
+
+    Raises
+    ------
+    ParameterError
+        Not a musemo model file (no metadata, a foreign or damaged file).
+    MissingDependencyError
+        onnxruntime or LiteRT is not installed (``pip install 'musemo[edge]'``).
+
+    Examples
+    --------
+    >>> clf = Classifier("squeezenet1_0.int8.tflite")  # doctest: +SKIP
+    >>> result = clf.predict_file("song.mp3")  # doctest: +SKIP
+    >>> result.label, result.probabilities  # doctest: +SKIP
+    ('happy', {'happy': 0.83, 'sad': 0.17})
     """
 
     def __init__(
@@ -186,7 +211,25 @@ class Classifier:
         )
 
     def predict_file(self, path: str | os.PathLike) -> Result:
-        """Classify an audio file (any format soundfile reads; stereo is mixed down)."""
+        """Classify an audio file (any format soundfile reads; stereo is mixed down).
+
+        Parameters
+        ----------
+        path : path
+            The audio file, at any sample rate (resampled to the model's).
+
+        Returns
+        -------
+        Result
+            The label of the mean probabilities of the non-silent windows, and each
+            window's own.
+
+        Raises
+        ------
+        AudioError
+            A file that cannot be decoded, is silent, or (``pad_short=False``) is shorter
+            than one window.
+        """
         y, sr = load_audio(path, mono=True)
         return self.predict_array(y, sr, source=str(path))
 

@@ -60,6 +60,7 @@ class Blocks:
         self.dropped_samples = 0
 
     def __call__(self, indata, frames, time, status) -> None:  # PortAudio's thread
+        """PortAudio's callback: queue the block's first channel, count overflows and drops."""
         if status.input_overflow:
             self.overflows += 1
             log.warning("input overflow: the device dropped audio")

@@ -32,6 +32,7 @@ class ModelInfo:
     input_shape: tuple[int, ...]  # (batch, 1, n_mels, frames); batch -1 when free
 
     def to_json(self) -> str:
+        """The metadata as the JSON text stored in model files."""
         return json.dumps(
             {
                 "format": MODEL_FORMAT,

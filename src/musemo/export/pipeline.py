@@ -217,7 +217,7 @@ def export_checkpoint(
 
     Examples
     --------
-    >>> report = export_checkpoint("runs/squeeze/best.pt", int8=True, calib="data/")
+    >>> report = export_checkpoint("runs/a/best.pt", int8=True, calib="data")  # doctest: +SKIP
     >>> report["files"]["tflite/int8"]["agreement_with_torch"]  # doctest: +SKIP
     0.995
     """

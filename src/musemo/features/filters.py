@@ -203,9 +203,40 @@ def mel_filters(
     norm: str | float | None = "slaney",
     dtype=np.float32,
 ) -> np.ndarray:
-    """Mel filterbank of shape ``(n_mels, 1 + n_fft // 2)``, as ``librosa.filters.mel``.
+    """Mel filterbank, as ``librosa.filters.mel``.
 
-    Computed in float64 and rounded once to ``dtype``.
+    Parameters
+    ----------
+    sr : float
+        Sample rate (Hz).
+    n_fft : int
+        FFT size.
+    n_mels : int
+        Mel bands.
+    fmin, fmax : float
+        Lowest and highest frequency (Hz); ``fmax`` defaults to ``sr / 2``.
+    htk : bool
+        HTK's mel scale instead of Slaney's.
+    norm : {"slaney", None} or float
+        Slaney's area normalisation, none, or a p-norm of each filter.
+    dtype : numpy.dtype
+        Computed in float64 and rounded once to this.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_mels, 1 + n_fft // 2)`` weights; warns when some band gets no FFT bin.
+
+    Raises
+    ------
+    ParameterError
+        Settings out of range (``fmax > sr / 2``, ``n_mels < 1``, ...).
+
+    Examples
+    --------
+    >>> import musemo
+    >>> musemo.mel_filters(sr=22050, n_fft=2048, n_mels=64).shape
+    (64, 1025)
     """
     fmax = check_mel_params(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, norm=norm)
     fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)

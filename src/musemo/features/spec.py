@@ -143,7 +143,7 @@ class FeatureSpec:
 
     @property
     def effective_fmax(self) -> float:
-        """fmax in Hz (sample_rate / 2 when unset)."""
+        """The upper mel frequency in Hz: ``fmax``, or sample_rate / 2 when unset."""
         return float(self.sample_rate) / 2 if self.fmax is None else float(self.fmax)
 
     def n_frames(self, n_samples: int) -> int:
@@ -178,9 +178,11 @@ class FeatureSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as a JSON-ready dict, with its ``format`` marker."""
         return {"format": SPEC_FORMAT, **dataclasses.asdict(self)}
 
     def to_json(self) -> str:
+        """The spec as JSON text (sorted keys), as stored beside caches and in models."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
@@ -202,6 +204,7 @@ class FeatureSpec:
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
+        """Rebuild a spec from ``to_json`` text; bad JSON or settings raise ``ParameterError``."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -193,10 +193,46 @@ def stft_power(
     power: float = 2.0,
     threads: int = 1,
 ) -> np.ndarray:
-    """``np.abs(librosa.stft(y, ...)) ** power``, shaped ``(..., 1 + n_fft // 2, frames)``.
+    """Power spectrogram: ``np.abs(librosa.stft(y, ...)) ** power``.
 
-    ``hop_length`` defaults to ``win_length // 4`` as in librosa; ``threads``
-    spreads the channels of a multi-channel ``y`` over threads.
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Audio, ``(..., n)``, float32 or float64 (computed in float32).
+    n_fft : int
+        FFT size: a power of two from 4 to 65536.
+    hop_length : int, optional
+        Samples between frames; default ``win_length // 4``, as in librosa.
+    win_length : int, optional
+        Window length (``<= n_fft``, zero-padded to it); default ``n_fft``.
+    window : str, tuple or numpy.ndarray
+        A window name (``"hann"``, ``("kaiser", beta)``, ...) or ``win_length`` samples.
+    center : bool
+        Pad ``n_fft // 2`` samples on each side so frame ``t`` is centred at ``t * hop_length``.
+    pad_mode : str
+        ``"constant"`` (librosa's default), ``"reflect"`` or ``"edge"``.
+    power : float
+        Exponent of the magnitude (2: power, 1: magnitude).
+    threads : int
+        Threads over the channels of a multi-channel ``y``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., 1 + n_fft // 2, frames)``; ``frames = 1 + n // hop_length`` when
+        centred.
+
+    Raises
+    ------
+    ParameterError
+        Integer, empty or non-finite audio, or settings out of range; the message names
+        the parameter (or the first bad sample).
+
+    Examples
+    --------
+    >>> import numpy as np, musemo
+    >>> musemo.stft_power(np.zeros(22050, np.float32), n_fft=1024, hop_length=256).shape
+    (513, 87)
     """
     return _transform(
         y,
@@ -232,8 +268,47 @@ def melspectrogram(
 ) -> np.ndarray:
     """Mel spectrogram, a drop-in for ``librosa.feature.melspectrogram``.
 
-    From audio ``y`` (shape ``(..., n)``) or from a power spectrogram ``S``
-    (shape ``(..., 1 + n_fft // 2, t)``). Returns float32 ``(..., n_mels, t)``.
+    Parameters
+    ----------
+    y : numpy.ndarray, optional
+        Audio, ``(..., n)``, float32 or float64.
+    sr : float
+        Sample rate of ``y`` (Hz).
+    S : numpy.ndarray, optional
+        A power spectrogram ``(..., 1 + n_fft // 2, t)`` instead of ``y``.
+    n_fft, hop_length, win_length, window, center, pad_mode, power
+        As for :func:`stft_power` (here ``hop_length`` defaults to 512, as in librosa).
+    n_mels : int
+        Mel bands.
+    fmin, fmax : float
+        Lowest and highest frequency (Hz); ``fmax`` defaults to ``sr / 2``.
+    htk : bool
+        HTK's mel scale instead of Slaney's.
+    norm : {"slaney", None} or float
+        Filter normalisation: Slaney's area, none, or a p-norm.
+    threads : int
+        Threads over the channels of a multi-channel ``y``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., n_mels, t)``.
+
+    Raises
+    ------
+    ParameterError
+        Both or neither of ``y`` and ``S``, bad audio or settings out of range.
+
+    See Also
+    --------
+    MelExtractor : the same features from a :class:`FeatureSpec`, with the plan built once.
+
+    Examples
+    --------
+    >>> import numpy as np, musemo
+    >>> y = np.random.default_rng(0).standard_normal(5 * 44100).astype(np.float32)
+    >>> musemo.melspectrogram(y=y, sr=44100).shape
+    (128, 431)
     """
     if S is not None:
         if y is not None:
@@ -299,11 +374,34 @@ RefSpec = Union[float, Callable[[np.ndarray], float]]
 def power_to_db(
     S: np.ndarray, *, ref: RefSpec = 1.0, amin: float = 1e-10, top_db: float | None = 80.0
 ) -> np.ndarray:
-    """``10 * log10(S / ref)`` with librosa's ``power_to_db`` semantics.
+    """Power to decibels, ``10 * log10(S / ref)``, with librosa's ``power_to_db`` semantics.
 
-    ``ref`` is a number or a function of ``S`` (e.g. ``np.max``); values are
-    floored at ``amin``; with ``top_db`` the result is clipped to ``top_db``
-    below its maximum.
+    Parameters
+    ----------
+    S : numpy.ndarray
+        A real power spectrogram.
+    ref : float or callable
+        The reference power, or a function of ``S`` giving it (e.g. ``np.max``).
+    amin : float
+        Values (and ``ref``) are floored at this before the logarithm.
+    top_db : float, optional
+        Clip the result to ``top_db`` below its maximum (over the whole array).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``S`` in dB, same shape and dtype.
+
+    Raises
+    ------
+    ParameterError
+        A complex or integer ``S``, ``amin <= 0`` or a negative ``top_db``.
+
+    Examples
+    --------
+    >>> import numpy as np, musemo
+    >>> musemo.power_to_db(np.array([1.0, 10.0, 1e-12]), top_db=None).round(1)
+    array([  0.,  10., -100.])
     """
     S = np.asarray(S)
     if np.iscomplexobj(S) or not np.issubdtype(S.dtype, np.floating):

@@ -14,6 +14,7 @@ CHECKPOINT_FORMAT = "musemo.checkpoint/1"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write a checkpoint atomically; a full disk raises ``OutputError`` (not torch's own error)."""
     import torch
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -13,6 +13,8 @@ import os
 
 @dataclasses.dataclass(frozen=True)
 class World:
+    """A process's place among those torchrun started (one process: rank 0 of 1)."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
@@ -24,7 +26,7 @@ class World:
 
 
 def world() -> World:
-    """This process's place, from torchrun's environment; starts the process group once."""
+    """The calling process's place, from torchrun's environment; starts the group once."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
@@ -40,6 +42,7 @@ def world() -> World:
 
 
 def barrier(w: World) -> None:
+    """Wait until every process gets here (nothing to wait for in a single process)."""
     if w.size > 1:
         import torch.distributed as dist
 

@@ -48,6 +48,8 @@ def _row(split: str, model: str, final: dict, history: list[dict] | None) -> dic
 
 
 def markdown_table(rows: list[dict]) -> str:
+    """A comparison's rows (``compare_models``) as a Markdown table."""
+
     def cell(v):
         return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -186,6 +188,7 @@ def _summarise(per_fold: dict[str, list[dict]], k: int, mode: str) -> dict:
 
 
 def crossval_table(summary: dict) -> str:
+    """A cross-validation summary (``cross_validate``) as Markdown: mean ± std per model."""
     lines = [
         f"{summary['k']}-fold cross-validation, {summary['mode']} split "
         f"({summary['folds_done']} folds done): mean ± std over folds\n",

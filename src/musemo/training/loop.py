@@ -70,10 +70,13 @@ DEFAULT_LR = {"squeezenet1_0": 1e-4, "vgg16": 1e-4, "mobilenet_v2": 1e-3, "resne
 
 
 def learning_rate(config: TrainConfig) -> float:
+    """The AdamW learning rate of a run: ``config.lr``, else the model's default."""
     return config.lr if config.lr is not None else DEFAULT_LR.get(config.model, 1e-3)
 
 
 def resolve_device(name: str):
+    """The torch device for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; CUDA asked for
+    but missing is refused."""
     import torch
 
     if name == "auto":

@@ -29,7 +29,7 @@ def _torch():
 
 
 def imagenet_state_dict(name: str) -> dict:
-    """torchvision's ImageNet weights for ``name`` from its cache (downloading when online).
+    """The ImageNet weights of torchvision for ``name`` from its cache (downloading when online).
 
     Offline, the error says which file to put where.
     """
