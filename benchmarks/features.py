@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{lib['num_threads']} thread(s)"
         )
     print(
-        f"Clip: musemo.synth.demo_recording, {SECONDS:g} s at {SR} Hz float32; "
+        f"Clip: musemo.data.synthetic.demo_recording, {SECONDS:g} s at {SR} Hz float32; "
         f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels\n"
         f"Single thread; medians of {args.repeats} calls; x librosa is by CPU time; "
         "err = max|a - b| / max|b|"
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "machine": info,
         "settings": {
-            "signal": f"musemo.synth.demo_recording(sr={SR}, seconds={SECONDS:g}), float32",
+            "signal": f"musemo.data.synthetic.demo_recording(sr={SR}, seconds={SECONDS:g}) float32",
             "sr": SR,
             "seconds": SECONDS,
             "n_fft": N_FFT,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared session on a CUDA machine: build musemo there, run the CUDA tests,
+# One prepared run on a CUDA machine: build musemo there, run the CUDA tests,
 # measure training throughput (fp32 / bf16 / fp16), and cross-validate on a pack
 # written by `benchmarks/crossval.py pack`. Each stage has its own time limit and
 # what it measured lands in $OUT even when a later stage runs out of time.

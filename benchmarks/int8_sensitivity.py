@@ -6,7 +6,7 @@ with every layer in int8, then once per convolution / linear layer with only tha
 layer's module kept in float, and scores each on held-out *training* sub-clips (the
 exporter's ``check`` set: neither calibrated on nor part of the validation split).
 The modules whose float copy removes the most error are the candidates for
-``--keep-float``; ``musemo.exporter.KEEP_FLOAT`` holds the defaults found this way.
+``--keep-float``; ``musemo.export.formats.KEEP_FLOAT`` holds the defaults found this way.
 
     python benchmarks/int8_sensitivity.py RUN/last.pt --calib DATA --cache CACHE
 

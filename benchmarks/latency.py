@@ -49,7 +49,7 @@ from musemo.timing import wall_ms
 
 ARCHITECTURES = ("squeezenet1_0", "mobilenet_v2")
 VARIANTS = (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")
-# Goals of the edge issue, single thread, per 5 s window.
+# Targets of the edge runtime, single thread, per 5 s window.
 GOALS = {"e2e_int8_ms": {"squeezenet1_0": 3.5, "mobilenet_v2": 2.5}, "speedup": 10.0}
 GOALS_MEMORY = {"rss_loaded_mb": 80.0, "rss_growth_mb": 5.0}
 WARMUP = 10  # untimed calls before each timed series

@@ -2,7 +2,7 @@
 """Training and inference throughput of the four CNNs, in sub-clips per second.
 
 Each model trains (forward, cross-entropy, backward, AdamW step) on batches of
-random log-mel-shaped input, exactly as ``musemo.train.fit`` runs it: channels_last,
+random log-mel-shaped input, exactly as ``musemo.training.fit`` runs it: channels_last,
 and on CUDA the mixed precision of ``--amp`` (bf16, or fp16 with a GradScaler).
 Warm-up steps (cudnn autotuning, allocator) are not timed; the throughput is the
 median over timed windows of several steps, synchronised with the GPU.
