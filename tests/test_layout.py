@@ -180,3 +180,11 @@ def _chord(sr: int) -> np.ndarray:
     """2.5 s of a C major triad, the input the expected outputs were computed on."""
     t = np.arange(int(sr * 2.5)) / sr
     return (0.2 * sum(np.sin(2 * np.pi * f * t) for f in (262.0, 330.0, 392.0))).astype(np.float32)
+
+
+def test_feature_caches_written_before_the_layout_changed_are_reused():
+    """The cache folder of the test spec, as the flat-layout package named it: a change
+    here recomputes every user's cache (bump FEATURES_REVISION when that is meant)."""
+    from fixtures_audio import tiny_spec
+
+    assert tiny_spec().feature_key() == "cc5f978637460ad1"

@@ -99,34 +99,52 @@ def report_markdown(report: dict) -> str:
         f"# Export of {report['checkpoint_model']} "
         f"(input {'x'.join(map(str, report['input_shape']))})\n",
         f"Scored on {report['scored_on']}.",
-    ]
-    if report["calibration"]:
-        c = report["calibration"]
-        chosen = "; ".join(
-            f"{f['file']}: {f['calibration']['method']}, kept in float: "
-            f"{', '.join(f['calibration']['kept_float']) or 'nothing'}"
-            for f in report["files"].values()
-            if "calibration" in f
-        )
-        lines.append(
-            f"int8: per-channel int8 weights, int8 activations calibrated on {c['subclips']} "
-            f"training sub-clips (calibration {c['method']}, modules in float "
-            f"{'by default' if c['kept_float'] == 'default' else 'as asked'}): {chosen}."
-        )
-        for f in report["files"].values():
-            trials = f.get("calibration", {}).get("candidates")
-            if trials:
-                tried = "; ".join(
-                    f"{m} agreement {t['agreement']:.3f}, mean probability diff "
-                    f"{t['probability_abs_diff_mean']:.4f}"
-                    for m, t in trials.items()
-                )
-                lines.append(
-                    f"{f['file']}: on {f['calibration']['checked_on']} held-out training "
-                    f"sub-clips, {tried}."
-                )
-    lines += [
+        *_calibration_lines(report),
         "",
+        *_file_table(report),
+        f"\nDecisive inputs: PyTorch's top class has probability >= {DECISIVE}; "
+        "the others sit on the decision boundary, where any rounding can flip them.",
+    ]
+    for fmt, change in report["int8_vs_fp32"].items():
+        lines += ["", f"## int8 against fp32, {fmt}", "", "| measure | value |", "|---|---|"]
+        lines += [f"| {_LABELS[k]} | {_cell(k, v)} |" for k, v in change.items()]
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
+    lines += ["", f"Steps: {seconds}."]
+    return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(report: dict) -> list[str]:
+    """How the int8 files were calibrated, and each method tried on held-out sub-clips."""
+    c = report["calibration"]
+    if not c:
+        return []
+    files = [f for f in report["files"].values() if "calibration" in f]
+    chosen = "; ".join(
+        f"{f['file']}: {f['calibration']['method']}, kept in float: "
+        f"{', '.join(f['calibration']['kept_float']) or 'nothing'}"
+        for f in files
+    )
+    lines = [
+        f"int8: per-channel int8 weights, int8 activations calibrated on {c['subclips']} "
+        f"training sub-clips (calibration {c['method']}, modules in float "
+        f"{'by default' if c['kept_float'] == 'default' else 'as asked'}): {chosen}."
+    ]
+    for f in files:
+        if f["calibration"]["candidates"]:
+            tried = "; ".join(
+                f"{m} agreement {t['agreement']:.3f}, mean probability diff "
+                f"{t['probability_abs_diff_mean']:.4f}"
+                for m, t in f["calibration"]["candidates"].items()
+            )
+            lines.append(
+                f"{f['file']}: on {f['calibration']['checked_on']} held-out training "
+                f"sub-clips, {tried}."
+            )
+    return lines
+
+
+def _file_table(report: dict) -> list[str]:
+    lines = [
         "| file | size MB | max abs diff vs PyTorch (logits) | probability diff p95 | "
         "agreement with PyTorch (all / decisive) | sub-clip acc. | recording acc. | "
         "latency ms (1 thread, median / p95) |",
@@ -150,16 +168,7 @@ def report_markdown(report: dict) -> str:
             f"| PyTorch fp32 (reference) | — | — | — | — | {t['subclip']['accuracy']:.3f} | "
             f"{t['recording']['accuracy']:.3f} | — |"
         )
-    lines.append(
-        f"\nDecisive inputs: PyTorch's top class has probability >= {DECISIVE}; "
-        "the others sit on the decision boundary, where any rounding can flip them."
-    )
-    for fmt, change in report["int8_vs_fp32"].items():
-        lines += ["", f"## int8 against fp32, {fmt}", "", "| measure | value |", "|---|---|"]
-        lines += [f"| {_LABELS[k]} | {_cell(k, v)} |" for k, v in change.items()]
-    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items())
-    lines += ["", f"Steps: {seconds}."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 _LABELS = {

@@ -70,6 +70,13 @@ class FeatureSpec:
     input_std: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_sizes()
+        self._check_spectrogram()
+        self._check_decibels()
+        self._check_clips()
+        self._check_input()
+
+    def _check_sizes(self) -> None:
         check_int("sample_rate", self.sample_rate, 1)
         # Specs also come from files (checkpoints, model metadata): bound what sizes the
         # buffers, so an absurd one is refused before anything is allocated.
@@ -87,6 +94,8 @@ class FeatureSpec:
                 f"clip_seconds={self.clip_seconds!r}: a sub-clip lasts more than 0 and at "
                 f"most {MAX_CLIP_SECONDS} seconds"
             )
+
+    def _check_spectrogram(self) -> None:
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: a feature spec names its window")
         check_stft_params(
@@ -108,12 +117,16 @@ class FeatureSpec:
         )
         if not isinstance(self.htk, bool) or not isinstance(self.db, bool):
             raise ParameterError("htk and db must be True or False")
+
+    def _check_decibels(self) -> None:
         if not (self.db_ref == "max" or (is_number(self.db_ref) and self.db_ref > 0)):
             raise ParameterError(f"db_ref={self.db_ref!r}: use a positive number or 'max'")
         if not (is_number(self.db_amin) and self.db_amin > 0):
             raise ParameterError(f"db_amin={self.db_amin!r}: must be a positive number")
         if not (self.db_top is None or (is_number(self.db_top) and self.db_top >= 0)):
             raise ParameterError(f"db_top={self.db_top!r}: must be a non-negative number or None")
+
+    def _check_clips(self) -> None:
         if not (is_number(self.clip_seconds) and self.clip_samples >= self.n_fft // 2):
             raise ParameterError(
                 f"clip_seconds={self.clip_seconds!r}: must be a number of seconds "
@@ -131,6 +144,8 @@ class FeatureSpec:
             raise ParameterError(
                 f"loudness_dbfs={self.loudness_dbfs!r}: an RMS level in dBFS from -80 to 0, or None"
             )
+
+    def _check_input(self) -> None:
         if (self.input_mean is None) != (self.input_std is None):
             raise ParameterError("input_mean and input_std are set together")
         if self.input_mean is not None and not (

@@ -268,6 +268,26 @@ def _is_done(path: Path, sr: int) -> bool:
     return info.samplerate == sr and info.frames > 0
 
 
+def _check_render_settings(program, sr, release, gain, subtype, workers) -> tuple:
+    """``(program, sr, workers)`` as ints, or a ``ParameterError`` naming the bad one."""
+    if program is not None:
+        program = check_int("program", program, 0)
+        if program > 127:
+            raise ParameterError(
+                f"program={program}: must be 0..127 (General MIDI, from 0) or None"
+            )
+    sr = check_int("sr", sr, 8000)
+    if sr > 96000:
+        raise ParameterError(f"sr={sr}: fluidsynth renders at 8000..96000 Hz")
+    if not is_number(release) or release < 0:
+        raise ParameterError(f"release={release!r}: must be a number of seconds >= 0")
+    if not is_number(gain) or not 0 < gain <= 10:
+        raise ParameterError(f"gain={gain!r}: must be in (0, 10]")
+    if subtype not in sf.available_subtypes("WAV"):
+        raise ParameterError(f"subtype={subtype!r}: not a WAV subtype soundfile knows")
+    return program, sr, check_int("workers", workers, 1)
+
+
 def render_midi(
     src: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -294,22 +314,7 @@ def render_midi(
     :class:`RenderResult`.
     """
     _import_mido()
-    if program is not None:
-        program = check_int("program", program, 0)
-        if program > 127:
-            raise ParameterError(
-                f"program={program}: must be 0..127 (General MIDI, from 0) or None"
-            )
-    sr = check_int("sr", sr, 8000)
-    if sr > 96000:
-        raise ParameterError(f"sr={sr}: fluidsynth renders at 8000..96000 Hz")
-    if not is_number(release) or release < 0:
-        raise ParameterError(f"release={release!r}: must be a number of seconds >= 0")
-    if not is_number(gain) or not 0 < gain <= 10:
-        raise ParameterError(f"gain={gain!r}: must be in (0, 10]")
-    if subtype not in sf.available_subtypes("WAV"):
-        raise ParameterError(f"subtype={subtype!r}: not a WAV subtype soundfile knows")
-    workers = check_int("workers", workers, 1)
+    program, sr, workers = _check_render_settings(program, sr, release, gain, subtype, workers)
     src, out = Path(src), Path(out_dir)
     sources = _sources(src)  # a missing source is named before a missing tool
     exe = find_fluidsynth()
