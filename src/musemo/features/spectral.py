@@ -278,14 +278,8 @@ def melspectrogram(
         A power spectrogram ``(..., 1 + n_fft // 2, t)`` instead of ``y``.
     n_fft, hop_length, win_length, window, center, pad_mode, power
         As for :func:`stft_power` (here ``hop_length`` defaults to 512, as in librosa).
-    n_mels : int
-        Mel bands.
-    fmin, fmax : float
-        Lowest and highest frequency (Hz); ``fmax`` defaults to ``sr / 2``.
-    htk : bool
-        HTK's mel scale instead of Slaney's.
-    norm : {"slaney", None} or float
-        Filter normalisation: Slaney's area, none, or a p-norm.
+    n_mels, fmin, fmax, htk, norm
+        The filterbank, as for :func:`mel_filters`.
     threads : int
         Threads over the channels of a multi-channel ``y``.
 
