@@ -7,6 +7,7 @@ writes files. Without torchrun this is a single process and nothing changes.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 
@@ -36,9 +37,19 @@ def world() -> World:
     if not dist.is_initialized():
         cuda = torch.cuda.is_available()
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # a process that exits with the group alive can abort in its C++ threads
+        # ("terminate called without an active exception"): close it at exit
+        atexit.register(_close_process_group)
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _close_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(w: World) -> None:
