@@ -409,7 +409,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- options
 
 
-class _FORMATTER(argparse.HelpFormatter):
+class _HelpFormatter(argparse.HelpFormatter):
     """Appends each option's default to its help (options without one say in words what
     happens when they are not given)."""
 
@@ -421,7 +421,7 @@ class _FORMATTER(argparse.HelpFormatter):
 
 
 def _command(sub, name: str, about: str, func) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=about, description=about, formatter_class=_FORMATTER)
+    p = sub.add_parser(name, help=about, description=about, formatter_class=_HelpFormatter)
     p.set_defaults(func=func)
     return p
 
@@ -647,7 +647,9 @@ def _add_infer(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``musemo`` argument parser, one sub-command per job."""
     parser = argparse.ArgumentParser(
-        prog="musemo", description="Music emotion recognition toolkit.", formatter_class=_FORMATTER
+        prog="musemo",
+        description="Music emotion recognition toolkit.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"musemo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -655,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     about = "export a checkpoint to ONNX and TFLite (fp32 and int8) with a report"
     add_export_arguments(
-        sub.add_parser("export", help=about, description=about, formatter_class=_FORMATTER)
+        sub.add_parser("export", help=about, description=about, formatter_class=_HelpFormatter)
     )
     _add_infer(sub)
     return parser
@@ -671,7 +673,7 @@ def export_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="musemo-export",
         description="export a musemo checkpoint to deployable model files",
-        formatter_class=_FORMATTER,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"musemo {__version__}")
     add_export_arguments(parser)
