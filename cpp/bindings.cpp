@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "crc32c.hpp"
 #include "spectrogram.hpp"
 
 namespace py = pybind11;
@@ -71,20 +72,36 @@ PYBIND11_MODULE(_native, m) {
         return names;
     }, "Names of the SIMD kernel sets this CPU can run, fastest first.");
 
+    m.def("crc32c", [](const py::buffer& data) {
+        const py::buffer_info info = data.request();
+        if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+            throw std::invalid_argument("crc32c takes contiguous bytes");
+        const auto* bytes = static_cast<const unsigned char*>(info.ptr);
+        const auto n = static_cast<std::size_t>(info.size);
+        py::gil_scoped_release release;
+        return musemo::crc32c(bytes, n);
+    }, py::arg("data"), "CRC-32C (Castagnoli) of a bytes-like object.");
+
     py::class_<SpectrogramPlan>(m, "SpectrogramPlan")
         .def(py::init([](int n_fft, int hop_length, bool center, const std::string& pad_mode,
                          const FloatArray& window, float power, const FloatArray& mel, int n_mels,
-                         const std::string& kernels, std::optional<float> db_amin, float db_ref) {
-                 musemo::Decibels db;
-                 if (db_amin) db = musemo::Decibels{true, *db_amin, db_ref};
+                         const std::string& kernels, std::optional<float> db_amin, float db_ref,
+                         std::optional<float> log1p_scale) {
+                 using Kind = musemo::Compression::Kind;
+                 if (db_amin && log1p_scale) throw std::invalid_argument("choose dB or log1p, not both");
+                 musemo::Compression log;
+                 if (db_amin) log = musemo::Compression{Kind::Decibels, *db_amin, db_ref, 1.0f};
+                 if (log1p_scale) log = musemo::Compression{Kind::Log1p, 1e-10f, 1.0f, *log1p_scale};
                  return new SpectrogramPlan(n_fft, hop_length, center, parse_pad_mode(pad_mode),
                                             to_vector(window), power, to_vector(mel), n_mels,
-                                            find_kernels(kernels), db);
+                                            find_kernels(kernels), log);
              }),
              py::arg("n_fft"), py::arg("hop_length"), py::arg("center"), py::arg("pad_mode"),
              py::arg("window").noconvert(), py::arg("power"), py::arg("mel").noconvert(), py::arg("n_mels"),
              py::arg("kernels") = "", py::arg("db_amin") = py::none(), py::arg("db_ref") = 1.0f,
-             "With db_amin set, the plan outputs 10 log10(max(x, db_amin)) - 10 log10(max(db_amin, |db_ref|)).")
+             py::arg("log1p_scale") = py::none(),
+             "With db_amin set, the plan outputs 10 log10(max(x, db_amin)) - 10 log10(max(db_amin, |db_ref|));\n"
+             "with log1p_scale, log10(1 + log1p_scale x).")
         .def_property_readonly("n_rows", &SpectrogramPlan::n_rows)
         .def_property_readonly("kernels", [](const SpectrogramPlan& p) { return std::string(p.kernels().name); })
         .def_property_readonly("lanes", [](const SpectrogramPlan& p) { return p.kernels().lanes; })

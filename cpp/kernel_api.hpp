@@ -30,6 +30,9 @@ struct KernelTables {
     bool db;
     float db_amin;        // >= FLT_MIN
     float db_offset;      // 10 log10(max(amin, ref))
+    // Or (never both) log10(1 + log1p_scale x).
+    bool log1p;
+    float log1p_scale;    // > 0
     // Output rows: the mel filters (CSR-like, one contiguous run of bins per
     // filter) or, when n_mels == 0, the n_bins power rows themselves.
     int n_mels;

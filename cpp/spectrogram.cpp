@@ -101,7 +101,7 @@ static_assert(!std::is_copy_constructible<SpectrogramPlan>::value &&
 SpectrogramPlan::SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode pad_mode,
                                  const std::vector<float>& window, float power,
                                  const std::vector<float>& mel, int n_mels, const KernelSet* kernels,
-                                 const Decibels& db)
+                                 const Compression& log)
     : hop_(hop_length), center_(center), pad_mode_(pad_mode), kernels_(kernels), narrow_(kernels) {
     // The Python layer validates everything; these checks only keep a
     // misuse of the private module from corrupting memory.
@@ -122,12 +122,16 @@ SpectrogramPlan::SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode
     tables_.m = n_fft / 2;
     tables_.n_bins = n_fft / 2 + 1;
     tables_.power = power;
-    if (db.enabled) {
-        if (!(db.amin > 0.0f) || !std::isfinite(db.amin) || !std::isfinite(db.ref))
+    if (log.kind == Compression::Kind::Decibels) {
+        if (!(log.amin > 0.0f) || !std::isfinite(log.amin) || !std::isfinite(log.ref))
             throw std::invalid_argument("amin must be positive and ref finite");
         tables_.db = true;
-        tables_.db_amin = std::max(db.amin, FLT_MIN);  // the fast logarithm needs normal numbers
-        tables_.db_offset = static_cast<float>(10.0 * std::log10(std::max<double>(db.amin, std::fabs(db.ref))));
+        tables_.db_amin = std::max(log.amin, FLT_MIN);  // the fast logarithm needs normal numbers
+        tables_.db_offset = static_cast<float>(10.0 * std::log10(std::max<double>(log.amin, std::fabs(log.ref))));
+    } else if (log.kind == Compression::Kind::Log1p) {
+        if (!(log.scale > 0.0f) || !std::isfinite(log.scale)) throw std::invalid_argument("scale must be positive");
+        tables_.log1p = true;
+        tables_.log1p_scale = log.scale;
     }
     window_.resize(n_fft);
     for (int i = 0; i < n_fft; ++i) window_[i] = 0.5f * window[i];

@@ -16,11 +16,14 @@ enum class PadMode { Constant, Reflect, Edge };
 // The kernel sets this build and this CPU can run, fastest first (detected once).
 const std::vector<const KernelSet*>& available_kernels();
 
-// Log scaling: when enabled the plan outputs 10 log10(max(x, amin)) - 10 log10(max(amin, |ref|)).
-struct Decibels {
-    bool enabled = false;
+// Log scaling of every output value: none, decibels, 10 log10(max(x, amin)) -
+// 10 log10(max(amin, |ref|)), or log10(1 + scale x) (musicnn's front end).
+struct Compression {
+    enum class Kind { None, Decibels, Log1p };
+    Kind kind = Kind::None;
     float amin = 1e-10f;
     float ref = 1.0f;
+    float scale = 1.0f;
 };
 
 class SpectrogramPlan {
@@ -30,7 +33,7 @@ public:
     // A plan is immutable: every thread may share it.
     SpectrogramPlan(int n_fft, int hop_length, bool center, PadMode pad_mode,
                     const std::vector<float>& window, float power, const std::vector<float>& mel,
-                    int n_mels, const KernelSet* kernels, const Decibels& db = Decibels{});
+                    int n_mels, const KernelSet* kernels, const Compression& log = Compression{});
     // The tables point into the plan's own vectors: a copy would point into the original.
     SpectrogramPlan(const SpectrogramPlan&) = delete;
     SpectrogramPlan& operator=(const SpectrogramPlan&) = delete;

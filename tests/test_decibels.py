@@ -42,3 +42,31 @@ def test_multichannel_max_reference_spans_all_channels():
     assert out[1].max() < -30
     power = musemo.melspectrogram(y=y, sr=44100)
     np.testing.assert_allclose(out, musemo.power_to_db(power, ref=np.max, top_db=None), atol=1e-4)
+
+
+@pytest.mark.parametrize("c", [1.0, 1e4, 1e12])
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e3])
+def test_fused_log1p_matches_numpy(kernel_set, c, scale, one_second_tonal_44k):
+    """log10(1 + c x) in the engine against numpy in float64 on the same power."""
+    y = (one_second_tonal_44k * np.float32(scale)).astype(np.float32)
+    ours = MelExtractor(FeatureSpec(db=False, log1p_scale=c, n_mels=64)).compute(y)
+    power = MelExtractor(FeatureSpec(db=False, n_mels=64)).compute(y).astype(np.float64)
+    expected = np.log10(1 + c * power)
+    # float32 rounding of 1 + c x (relative 6e-8) plus a few ulps of the logarithm
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=2e-7 + 3e-7 * expected.max())
+    assert ours.min() >= 0
+
+
+def test_log1p_is_a_spec_setting_of_its_own():
+    with pytest.raises(musemo.ParameterError, match="db=False"):
+        FeatureSpec(log1p_scale=1e4)
+    for bad in (0.0, -1.0, float("nan"), "1e4", True):
+        with pytest.raises(musemo.ParameterError, match="log1p_scale"):
+            FeatureSpec(db=False, log1p_scale=bad)
+    spec = FeatureSpec(db=False, log1p_scale=1e4)
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+    # specs without the setting keep the key their caches were written under
+    assert spec.feature_key() != FeatureSpec(db=False).feature_key()
+    assert "log1p_scale" not in FeatureSpec.from_dict(
+        {k: v for k, v in FeatureSpec().to_dict().items() if k != "log1p_scale"}
+    ).to_json().replace('"log1p_scale": null', "")

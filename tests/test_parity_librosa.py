@@ -165,3 +165,24 @@ def test_mel_frequencies_match_librosa():
             librosa.mel_frequencies(50, fmin=10.0, fmax=20000.0, htk=htk),
             rtol=1e-12,
         )
+
+
+def test_musicnn_front_end_matches_librosa_and_numpy(kernel_set):
+    """musicnn's features: librosa's mel at 16 kHz (512 / 256, 96 Slaney mels), then
+    log10(1 + 10000 x), all in float64 on the reference side."""
+    spec = musemo.FeatureSpec(
+        sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, db=False, log1p_scale=10000.0
+    )
+    y = tonal_signal(3 * 16000, 16000, seed=3)
+    ours = musemo.MelExtractor(spec).compute(y)
+    mel = librosa_mel(y, 16000, n_fft=512, hop_length=256, n_mels=96)
+    assert ours.shape == mel.shape == (96, 188)
+    # the mel bound of every other setting (relative 1e-3 within 80 dB of the peak, 1e-6
+    # of the peak everywhere) carried through log10(1 + c x), plus float32 rounding
+    ref = np.log10(1 + 10000 * mel)
+    peak = mel.max()
+    allowed = np.where(mel >= peak * 1e-8, 1e-3 * mel, 0) + 1e-6 * peak
+    bound = 10000 * allowed / ((1 + 10000 * mel) * np.log(10)) + 4 * np.spacing(np.float32(ref))
+    diff = np.abs(ours - ref)
+    assert (diff <= bound).all(), f"{(diff > bound).sum()} values off, worst {diff.max():.3g}"
+    assert diff.max() < 1e-4

@@ -7,7 +7,7 @@ Torch-free; everything that computes features imports from here.
 from .clips import normalise_loudness, subclip_starts, subclips
 from .extractor import MelExtractor
 from .filters import get_window, mel_filters, mel_frequencies
-from .spec import FeatureSpec
+from .spec import FeatureSpec, musicnn_spec
 from .spectral import available_kernels, melspectrogram, power_to_db, stft_power
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "mel_filters",
     "mel_frequencies",
     "melspectrogram",
+    "musicnn_spec",
     "normalise_loudness",
     "power_to_db",
     "stft_power",

@@ -47,6 +47,7 @@ class MelExtractor:
             # The engine applies the logarithm; a per-clip reference ("max") is
             # subtracted afterwards, as it needs the whole clip.
             db=(s.db_amin, 1.0 if s.db_ref == "max" else s.db_ref) if s.db else None,
+            log1p_scale=s.log1p_scale,
         )
 
     @property

@@ -35,7 +35,8 @@ class FeatureSpec:
     power 2, dB with an 80 dB floor, 5 s sub-clips without overlap (128 x 431).
 
     ``db_ref`` is a fixed reference power or ``"max"`` (each clip relative to its
-    own maximum, like ``ref=np.max``); ``db=False`` keeps linear power.
+    own maximum, like ``ref=np.max``); ``db=False`` keeps linear power, or with
+    ``log1p_scale=c`` compresses it as ``log10(1 + c x)`` (musicnn's front end: 10000).
     ``clip_hop_seconds`` (default: ``clip_seconds``) spaces the sub-clips;
     ``clip_tail`` says what happens to a last piece shorter than a sub-clip:
     ``"drop"`` it, or ``"pad"`` it with silence when it is at least half a sub-clip.
@@ -62,6 +63,7 @@ class FeatureSpec:
     db_ref: float | str = 1.0
     db_amin: float = 1e-10
     db_top: float | None = 80.0
+    log1p_scale: float | None = None
     clip_seconds: float = 5.0
     clip_hop_seconds: float | None = None
     clip_tail: str = "drop"
@@ -125,6 +127,14 @@ class FeatureSpec:
             raise ParameterError(f"db_amin={self.db_amin!r}: must be a positive number")
         if not (self.db_top is None or (is_number(self.db_top) and self.db_top >= 0)):
             raise ParameterError(f"db_top={self.db_top!r}: must be a non-negative number or None")
+        if self.log1p_scale is not None:
+            if not (is_number(self.log1p_scale) and 0 < self.log1p_scale <= 1e30):
+                raise ParameterError(
+                    f"log1p_scale={self.log1p_scale!r}: a positive scale c for log10(1 + c x), "
+                    "or None"
+                )
+            if self.db:
+                raise ParameterError("log1p_scale compresses instead of dB: set db=False with it")
 
     def _check_clips(self) -> None:
         if not (is_number(self.clip_seconds) and self.clip_samples >= self.n_fft // 2):
@@ -189,6 +199,8 @@ class FeatureSpec:
         data = self.to_dict()
         data.pop("input_mean")
         data.pop("input_std")
+        if data["log1p_scale"] is None:  # specs from before the setting keep their key
+            data.pop("log1p_scale")
         data["revision"] = FEATURES_REVISION
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -225,3 +237,45 @@ class FeatureSpec:
         except json.JSONDecodeError as exc:
             raise ParameterError(f"feature spec is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+# musicnn's front end (Pons & Serra): librosa's mel at 16 kHz, 512 / 256, 96 Slaney mels,
+# log10(1 + 10000 x); its patches are 187 frames (186 hops: 2.976 s).
+MUSICNN_FEATURES = {
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 96,
+    "window": "hann",
+    "center": True,
+    "pad_mode": "constant",
+    "power": 2.0,
+    "fmin": 0.0,
+    "fmax": None,
+    "htk": False,
+    "norm": "slaney",
+    "db": False,
+    "log1p_scale": 10000.0,
+}
+
+
+def musicnn_spec(**clips: Any) -> FeatureSpec:
+    """The features a pretrained musicnn expects, in sub-clips of 187 frames (2.976 s)
+    unless ``clips`` (``clip_seconds``, ``clip_hop_seconds``, ``clip_tail``,
+    ``loudness_dbfs``) says otherwise; other settings are refused."""
+    allowed = {"clip_seconds", "clip_hop_seconds", "clip_tail", "loudness_dbfs"}
+    if set(clips) - allowed:
+        raise ParameterError(
+            f"musicnn's features are fixed; only {', '.join(sorted(allowed))} can change, "
+            f"not {', '.join(sorted(set(clips) - allowed))}"
+        )
+    return FeatureSpec(**MUSICNN_FEATURES, **{"clip_seconds": 186 * 256 / 16000, **clips})
+
+
+def differences_from_musicnn(spec: FeatureSpec) -> list[str]:
+    """The settings of ``spec`` that are not musicnn's front end, as ``name=value``."""
+    return [
+        f"{k}={getattr(spec, k)!r} (musicnn: {v!r})"
+        for k, v in MUSICNN_FEATURES.items()
+        if getattr(spec, k) != v
+    ]

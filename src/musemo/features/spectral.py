@@ -94,7 +94,7 @@ def _window_key(window: WindowSpec):
 
 
 def _build_plan(
-    n_fft, hop_length, win_length, window, center, pad_mode, power, mel, db
+    n_fft, hop_length, win_length, window, center, pad_mode, power, mel, db, log1p_scale
 ) -> _native.SpectrogramPlan:
     fft_window = pad_center(get_window(window, win_length), n_fft).astype(np.float32)
     mel = np.zeros((0, n_fft // 2 + 1), np.float32) if mel is None else mel
@@ -111,13 +111,14 @@ def _build_plan(
         kernels=_KERNELS,
         db_amin=db_amin,
         db_ref=db_ref,
+        log1p_scale=log1p_scale,
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel_key, db):
+def _cached_plan(*args, mel_key, db, log1p_scale):
     mel = None if mel_key is None else _cached_mel(*mel_key)
-    return _build_plan(n_fft, hop_length, win_length, window, center, pad_mode, power, mel, db)
+    return _build_plan(*args, mel, db, log1p_scale)
 
 
 @functools.lru_cache(maxsize=64)
@@ -126,18 +127,30 @@ def _cached_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> np.ndarray:
 
 
 def make_plan(
-    *, n_fft, hop_length, win_length, window, center, pad_mode, power, mel_key=None, db=None
+    *,
+    n_fft,
+    hop_length,
+    win_length,
+    window,
+    center,
+    pad_mode,
+    power,
+    mel_key=None,
+    db=None,
+    log1p_scale=None,
 ) -> _native.SpectrogramPlan:
     """A plan for these (validated) settings; shared from a cache when they are hashable.
 
     ``mel_key`` is ``(sr, n_fft, n_mels, fmin, fmax, htk, norm)`` for a mel plan,
     None for a power spectrogram. ``db`` is ``(amin, ref)`` for a plan whose output
-    is ``10 log10(max(x, amin)) - 10 log10(max(amin, ref))``, computed in the engine.
+    is ``10 log10(max(x, amin)) - 10 log10(max(amin, ref))``; ``log1p_scale`` a scale
+    ``c`` for a plan whose output is ``log10(1 + c x)``; both computed in the engine.
     """
     args = (n_fft, hop_length, win_length, window, center, pad_mode, float(power))
     if _window_key(window) is not None:
-        return _cached_plan(*args, mel_key, db)
-    return _build_plan(*args, None if mel_key is None else _cached_mel(*mel_key), db)
+        return _cached_plan(*args, mel_key=mel_key, db=db, log1p_scale=log1p_scale)
+    mel = None if mel_key is None else _cached_mel(*mel_key)
+    return _build_plan(*args, mel, db, log1p_scale)
 
 
 def n_frames_for(plan: _native.SpectrogramPlan, n_samples: int, *, center: bool, n_fft: int) -> int:
