@@ -40,10 +40,13 @@ $(TFLITE_RUNTIME): | $(STAMP)
 		"numpy<2" "tflite-runtime==2.14.*" && mv $@.partial $@ \
 		|| echo "note: tflite_runtime not installed; its fallback test will skip"
 
+# musicnn's pretrained weights (its pip wheel, 29 MB) into musemo's cache, once
 test: $(STAMP) $(TFLITE_RUNTIME)
+	$(VENV)/bin/musemo fetch musicnn
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
+	$(VENV)/bin/musemo fetch musicnn
 	$(PY) -m pytest -m "not slow"
 
 # Editable: the package is imported from src/, and importing it rebuilds the C++ engine

@@ -90,3 +90,21 @@ def squeezenet_export(tmp_path_factory, squeezenet_checkpoint, chord_recordings)
         squeezenet_checkpoint, int8=True, calib=folder, calib_size=48, cache=cache, out=out
     )
     return out, report
+
+
+@pytest.fixture(scope="session")
+def musicnn_wheel():
+    """The musicnn wheel in musemo's cache, downloaded with pip when it is not there
+    (``make test`` fetches it first)."""
+    from musemo.training import pretrained
+
+    return pretrained.find_wheel() or pretrained.download_wheel()
+
+
+@pytest.fixture(scope="session")
+def bundle(musicnn_wheel) -> tuple[bytes, bytes]:
+    """The ``.index`` and ``.data`` bytes of the wheel's MSD_musicnn checkpoint."""
+    import zipfile
+
+    with zipfile.ZipFile(musicnn_wheel) as z:
+        return tuple(z.read(f"musicnn/MSD_musicnn/{p}") for p in (".index", ".data-00000-of-00001"))

@@ -10,7 +10,7 @@ export PATH="$(dirname "$PY"):$PATH"
 BUILD=$(realpath -m "${1:-build/sanitized}")
 TESTS=(tests/test_extractor.py tests/test_fft.py tests/test_windows.py tests/test_decibels.py
        tests/test_parity_librosa.py tests/test_properties.py tests/test_threads.py
-       tests/test_bad_input.py tests/test_fuzz.py tests/test_data.py
+       tests/test_bad_input.py tests/test_fuzz.py tests/test_data.py tests/test_tf_bundle.py
        tests/test_broken_audio.py::test_each_file_is_decoded_or_refused_by_name
        tests/test_broken_audio.py::test_an_hour_long_recording)
 

@@ -1,0 +1,185 @@
+"""musicnn (Pons & Serra, 2019) in PyTorch, with its weights from the TensorFlow checkpoint.
+
+The graph follows the one saved with the checkpoint: input (batch, 1, 96 mels, frames)
+of ``log10(1 + 10000 mel)`` -> batch norm -> timbral convolutions 204 x (7 x 38) and
+204 x (7 x 67) over time-padded input and temporal convolutions 51 x (128, 64, 32 x 1)
+with TensorFlow's uneven "same" padding, each ReLU -> batch norm -> max over frequency;
+their 561 channels -> three 1-D convolutions of 64 (k = 7, residuals on the 2nd and
+3rd) -> 753 channels -> max and mean over time, interleaved -> batch norm -> dense 200
+(ReLU, batch norm: the embedding) -> dense 50 tags (logits). Every batch norm follows
+its ReLU, with epsilon 1e-3. Any number of frames works; the model saw 187 (3 s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from .models import _torch
+
+N_MELS = 96
+FRAMES = 187
+MSD_TAGS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s",
+    "chill", "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
+    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
+    "60s", "rnb", "indie pop", "sad", "House", "happy",
+)  # fmt: skip
+_EPS = 1e-3
+_MOMENTUM = 0.01  # TensorFlow's 0.99
+
+
+def _same_padding(k: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding for stride 1: the extra zero goes after."""
+    return (k - 1) // 2, k - 1 - (k - 1) // 2
+
+
+def build_musicnn(n_outputs: int = 50):
+    """An untrained musicnn whose head has ``n_outputs`` logits (50: the MSD tags)."""
+    torch, _ = _torch()
+    nn, F = torch.nn, torch.nn.functional
+
+    class FrontEnd(nn.Module):
+        """One convolution over (time, frequency), ReLU, batch norm, max over frequency."""
+
+        def __init__(self, filters: int, kh: int, kw: int, pad: tuple[int, int]) -> None:
+            super().__init__()
+            self.pad = pad
+            self.conv = nn.Conv2d(1, filters, (kh, kw))
+            self.bn = nn.BatchNorm2d(filters, eps=_EPS, momentum=_MOMENTUM)
+
+        def forward(self, x):  # x: (batch, 1, frames, mels)
+            x = self.bn(F.relu(self.conv(F.pad(x, (0, 0, *self.pad)))))
+            # max over frequency as a pooling layer: ONNX and TFLite quantise it as such
+            return F.max_pool2d(x, (1, x.shape[3])).squeeze(3)  # (batch, filters, frames)
+
+    class MidEnd(nn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(channels, 64, 7)
+            self.bn = nn.BatchNorm1d(64, eps=_EPS, momentum=_MOMENTUM)
+
+        def forward(self, x):
+            return self.bn(F.relu(self.conv(F.pad(x, (3, 3)))))
+
+    class MusiCNN(nn.Module):
+        """musicnn; ``forward`` gives logits, ``embed`` every layer a probe may use."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.input_bn = nn.BatchNorm2d(1, eps=_EPS, momentum=_MOMENTUM)
+            self.frontend = nn.ModuleList(
+                [FrontEnd(204, 7, 38, (3, 3)), FrontEnd(204, 7, 67, (3, 3))]
+                + [FrontEnd(51, k, 1, _same_padding(k)) for k in (128, 64, 32)]
+            )
+            self.midend = nn.ModuleList([MidEnd(561), MidEnd(64), MidEnd(64)])
+            self.pool_bn = nn.BatchNorm1d(2 * 753, eps=_EPS, momentum=_MOMENTUM)
+            self.dense = nn.Linear(2 * 753, 200)
+            self.dense_bn = nn.BatchNorm1d(200, eps=_EPS, momentum=_MOMENTUM)
+            self.dropout = nn.Dropout(0.5)
+            self.head = nn.Linear(200, n_outputs)
+
+        def embed(self, x) -> dict:
+            """Layers of ``x`` (batch, 1, mels, frames): ``max_pool`` and ``mean_pool``
+            (batch, 753), ``penultimate`` (batch, 200) and ``logits``."""
+            x = self.input_bn(x.transpose(2, 3))  # (batch, 1, frames, mels)
+            front = torch.cat([block(x) for block in self.frontend], dim=1)
+            c1 = self.midend[0](front)
+            r2 = self.midend[1](c1) + c1
+            r3 = self.midend[2](r2) + r2
+            mid = torch.cat([front, c1, r2, r3], dim=1)  # (batch, 753, frames)
+            max_pool, mean_pool = mid.amax(dim=2), mid.mean(dim=2)
+            pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # (max_i, mean_i)
+            h = self.dense_bn(F.relu(self.dense(self.dropout(self.pool_bn(pooled)))))
+            logits = self.head(self.dropout(h))
+            return {
+                "max_pool": max_pool,
+                "mean_pool": mean_pool,
+                "penultimate": h,
+                "logits": logits,
+            }
+
+        def forward(self, x):
+            return self.embed(x)["logits"]
+
+    return MusiCNN()
+
+
+def _bn(prefix: str, name: str) -> dict[str, tuple[str, str]]:
+    return {
+        f"{prefix}.weight": (f"{name}/gamma", "vector"),
+        f"{prefix}.bias": (f"{name}/beta", "vector"),
+        f"{prefix}.running_mean": (f"{name}/moving_mean", "vector"),
+        f"{prefix}.running_var": (f"{name}/moving_variance", "vector"),
+    }
+
+
+def _tf_names() -> dict[str, tuple[str, str]]:
+    """PyTorch parameter -> (TensorFlow variable, how to convert it)."""
+    names = _bn("input_bn", "batch_normalization")
+    for i in range(5):
+        names[f"frontend.{i}.conv.weight"] = (f"conv2d{'_' * bool(i)}{i or ''}/kernel", "conv2d")
+        names[f"frontend.{i}.conv.bias"] = (f"conv2d{'_' * bool(i)}{i or ''}/bias", "vector")
+        names.update(_bn(f"frontend.{i}.bn", f"batch_normalization_{i + 1}"))
+    for i in range(3):
+        names[f"midend.{i}.conv.weight"] = (f"conv2d_{i + 5}/kernel", "conv1d")
+        names[f"midend.{i}.conv.bias"] = (f"conv2d_{i + 5}/bias", "vector")
+        names.update(_bn(f"midend.{i}.bn", f"batch_normalization_{i + 6}"))
+    names.update(_bn("pool_bn", "batch_normalization_9"))
+    names.update(
+        {"dense.weight": ("dense/kernel", "dense"), "dense.bias": ("dense/bias", "vector")}
+    )
+    names.update(_bn("dense_bn", "batch_normalization_10"))
+    names.update(
+        {"head.weight": ("dense_1/kernel", "dense"), "head.bias": ("dense_1/bias", "vector")}
+    )
+    return names
+
+
+_CONVERT = {
+    "vector": lambda a: a,
+    "conv2d": lambda a: a.transpose(3, 2, 0, 1),  # [kh, kw, in, out] -> [out, in, kh, kw]
+    "conv1d": lambda a: a[:, :, 0, :].transpose(2, 1, 0),  # [k, in, 1, out] -> [out, in, k]
+    "dense": lambda a: a.T,  # [in, out] -> [out, in]
+}
+
+
+def state_dict_from_tensorflow(tensors: dict[str, np.ndarray], model) -> dict:
+    """Musicnn's TensorFlow variables as a state dict for ``model``; a missing or
+    mis-shaped variable is refused by name."""
+    torch, _ = _torch()
+    expected = model.state_dict()
+    state = {}
+    for ours, (theirs, kind) in _tf_names().items():
+        if theirs not in tensors:
+            raise ParameterError(f"the musicnn checkpoint has no variable {theirs} (for {ours})")
+        value = np.ascontiguousarray(_CONVERT[kind](tensors[theirs]))
+        if tuple(value.shape) != tuple(expected[ours].shape):
+            raise ParameterError(
+                f"musicnn variable {theirs} has shape {tensors[theirs].shape}, which does not "
+                f"give {ours}'s {tuple(expected[ours].shape)}"
+            )
+        state[ours] = torch.from_numpy(value)
+    for ours, value in expected.items():
+        if ours not in state:  # batch norms' step counters
+            state[ours] = value
+    return state
+
+
+def pretrained_musicnn(checkpoint: str = "MSD_musicnn", *, n_outputs: int | None = None):
+    """Musicnn with the weights of the ``musicnn`` wheel's ``checkpoint``, in eval mode.
+
+    ``n_outputs``: None keeps the 50 tags; another number replaces the head with a new
+    one of that many logits (initialised at random) for fine-tuning.
+    """
+    from .pretrained import musicnn_tensors
+
+    model = build_musicnn(50)
+    model.load_state_dict(state_dict_from_tensorflow(musicnn_tensors(checkpoint), model))
+    if n_outputs is not None and n_outputs != 50:
+        torch, _ = _torch()
+        model.head = torch.nn.Linear(200, n_outputs)
+    return model.eval()
