@@ -46,16 +46,25 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
     }
 
 
+def recording_means(
+    values: np.ndarray, recording: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each recording's mean of per-sub-clip ``values`` ``(n, ...)``: (recording ids,
+    means, the index of each sub-clip's recording in ids)."""
+    ids, inverse = np.unique(recording, return_inverse=True)
+    summed = np.zeros((len(ids), *values.shape[1:]))
+    np.add.at(summed, inverse, values)
+    return ids, summed / np.bincount(inverse).reshape(-1, *[1] * (values.ndim - 1)), inverse
+
+
 def per_recording(
     probs: np.ndarray, recording: np.ndarray, y_true: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Average each recording's sub-clip probabilities: (recording ids, true, predicted)."""
-    ids, inverse = np.unique(recording, return_inverse=True)
-    summed = np.zeros((len(ids), probs.shape[1]))
-    np.add.at(summed, inverse, probs)
+    ids, means, inverse = recording_means(probs, recording)
     truth = np.zeros(len(ids), dtype=np.int64)
     truth[inverse] = y_true
-    return ids, truth, summed.argmax(axis=1)
+    return ids, truth, means.argmax(axis=1)
 
 
 def evaluation(
@@ -64,8 +73,31 @@ def evaluation(
     """Scores per sub-clip and per recording from class probabilities ``(n, classes)``."""
     n = len(label_names)
     _, rec_true, rec_pred = per_recording(probs, recording, y_true)
-    return {
+    result = {
         "labels": list(label_names),
         "subclip": scores(y_true, probs.argmax(axis=1), n),
         "recording": scores(rec_true, rec_pred, n),
     }
+    if n == 2:  # ROC AUC of the second label's (mean) probability
+        result["subclip"]["roc_auc"] = roc_auc(probs[:, 1], y_true == 1)
+        _, means, _ = recording_means(probs, recording)
+        result["recording"]["roc_auc"] = roc_auc(means[:, 1], rec_true == 1)
+    return result
+
+
+def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for the boolean ``positive``: the chance that
+    a random positive scores above a random negative (ties count half), as scikit-learn's
+    ``roc_auc_score``. NaN when either class is absent."""
+    score = np.asarray(score, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    # average ranks over ties (1-based)
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -41,9 +41,11 @@ def kfold_splits(
     k : int
         Folds.
     mode : {"grouped", "random"}
-        ``"grouped"`` keeps every group (recording or song) on one side; ``"random"``
-        splits sub-clips as the paper did, letting sub-clips of one recording fall on
-        both sides (it inflates accuracy: use it to measure that).
+        ``"grouped"`` keeps every group (recording, song or artist) on one side and
+        stratifies recordings, so features of other sub-clip lengths (another model's
+        spec) of the same recordings get the same folds; ``"random"`` splits sub-clips
+        as the paper did, letting sub-clips of one recording fall on both sides (it
+        inflates accuracy: use it to measure that).
     seed : int
         Seed of the shuffle.
 
@@ -62,8 +64,14 @@ def kfold_splits(
     _check_split(data, k, mode)
     rows = np.arange(len(data))
     if mode == "grouped":
+        recording = data.index[:, 0]
+        present, first = np.unique(recording, return_index=True)
+        groups = np.array([data.recordings[r].group for r in present])
         folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        return list(folds.split(rows, data.labels, data.groups))
+        return [
+            (rows[np.isin(recording, present[a])], rows[np.isin(recording, present[b])])
+            for a, b in folds.split(present, data.labels[first], groups)
+        ]
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return list(folds.split(rows, data.labels))
 
