@@ -10,10 +10,31 @@ from pathlib import Path
 from ._version import __version__
 from .errors import AudioError, MusemoError, ParameterError
 
+_SPEC_DEFAULTS = {
+    "sr": 44100, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "power": False,
+    "clip_seconds": 5.0,
+}  # fmt: skip
+
+
+def _musicnn_spec(args: argparse.Namespace):
+    from .features.spec import musicnn_spec
+
+    changed = [
+        "--" + k.replace("_", "-") for k, v in _SPEC_DEFAULTS.items() if getattr(args, k, v) != v
+    ]
+    if changed:
+        raise ParameterError(
+            f"musicnn's features are its own (16 kHz, 96 mels, 187-frame patches): drop "
+            f"{', '.join(changed)}"
+        )
+    return musicnn_spec(loudness_dbfs=getattr(args, "loudness", None))
+
 
 def _feature_spec(args: argparse.Namespace):
     from .features.spec import FeatureSpec
 
+    if args.spec == "musicnn" or (not args.spec and getattr(args, "model", None) == "musicnn"):
+        return _musicnn_spec(args)
     if args.spec:
         return FeatureSpec.from_json(Path(args.spec).read_text(encoding="utf-8"))
     return FeatureSpec(
@@ -111,15 +132,19 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
 
 def _train_config(args: argparse.Namespace):
     from .training.loop import TrainConfig
-    from .training.models import MODELS
+    from .training.models import CNNS
 
+    model = CNNS[0] if args.model == "all" else args.model
+    weights = args.weights or ("pretrained" if model == "musicnn" else "none")
     return TrainConfig(
-        model=MODELS[0] if args.model == "all" else args.model,
+        model=model,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        weights=args.weights,
+        weights=weights,
         head=args.head,
+        backbone_lr_scale=args.backbone_lr_scale,
+        frozen=tuple(args.freeze),
         seed=args.seed,
         device=args.device,
         amp=not args.no_amp,
@@ -157,9 +182,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> tuple[str, ...]:
-    from .training.models import MODELS
+    from .training.models import CNNS
 
-    return MODELS if args.model == "all" else (args.model,)
+    return CNNS if args.model == "all" else (args.model,)
 
 
 def _train_folds(args, data, spec, config, modes) -> int:
@@ -304,6 +329,35 @@ def _cmd_render_midi(args: argparse.Namespace) -> int:
     return 1 if result.skipped else 0
 
 
+def _cmd_4q(args: argparse.Namespace) -> int:
+    from .data.fourq import prepare_4q
+
+    quadrants = [q.strip().upper() for q in args.quadrants.split(",") if q.strip()]
+    report = prepare_4q(args.src, args.out, quadrants=quadrants)
+    for path in report.unlisted:
+        print(f"skipped: {path}: not in the metadata file", file=sys.stderr)
+    for song in report.missing:
+        print(f"missing: {song}: listed in the metadata, no audio file", file=sys.stderr)
+    counts = ", ".join(f"{label} {n}" for label, n in report.counts.items())
+    print(
+        f"{sum(report.counts.values())} recordings ({counts}) by {report.artists} artists; "
+        f"{report.other_quadrants} of other quadrants left out, {len(report.unlisted)} files "
+        f"not in the metadata, {len(report.missing)} listed files missing -> {report.manifest}"
+    )
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .training.pretrained import add_wheel, download_wheel, find_wheel
+
+    if args.wheel:
+        path = add_wheel(args.wheel)
+    else:
+        path = find_wheel() or download_wheel()
+    print(f"musicnn weights: {path}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     import logging
 
@@ -431,7 +485,11 @@ def _quiet_option(p: argparse.ArgumentParser) -> None:
 
 
 def _spec_options(p: argparse.ArgumentParser, *, clips: bool = True) -> None:
-    p.add_argument("--spec", help="feature spec JSON (overrides the feature options below)")
+    p.add_argument(
+        "--spec",
+        help="feature spec JSON, or 'musicnn' for musicnn's features (overrides the feature "
+        "options below)",
+    )
     p.add_argument("--sr", type=int, default=44100, help="sample rate to resample to (Hz)")
     p.add_argument("--n-fft", type=int, default=2048, help="STFT window length (samples)")
     p.add_argument("--hop-length", type=int, default=512, help="STFT hop (samples)")
@@ -491,15 +549,41 @@ def _add_features(sub) -> None:
 def _add_train(sub) -> None:
     from .training.models import HEADS, MODELS
 
-    p = _command(sub, "train", "train a CNN (or all four) on labelled recordings", _cmd_train)
+    p = _command(
+        sub, "train", "train a CNN (or all four) or fine-tune musicnn on labelled recordings",
+        _cmd_train,
+    )  # fmt: skip
     _data_options(p)
-    p.add_argument("--model", default="squeezenet1_0", choices=(*MODELS, "all"), help="network")
+    p.add_argument(
+        "--model",
+        default="squeezenet1_0",
+        choices=(*MODELS, "all"),
+        help="network (all: the four CNNs; musicnn: pretrained on the Million Song Dataset, "
+        "with its own features)",
+    )
     p.add_argument("--epochs", type=int, default=10, help="passes over the training sub-clips")
     p.add_argument("--batch-size", type=int, default=32, help="sub-clips per step")
     p.add_argument(
         "--lr", type=float, default=None, help="AdamW learning rate (default: the model's own)"
     )
-    p.add_argument("--weights", default="none", help="initial weights: none, imagenet or a .pth")
+    p.add_argument(
+        "--weights",
+        help="initial weights: none, imagenet or a .pth for the CNNs; pretrained or none for "
+        "musicnn (default: none for the CNNs, pretrained for musicnn)",
+    )
+    p.add_argument(
+        "--freeze",
+        nargs="*",
+        default=[],
+        metavar="MODULE",
+        help="modules that do not learn, e.g. input_bn frontend for musicnn (default: none)",
+    )
+    p.add_argument(
+        "--backbone-lr-scale",
+        type=float,
+        default=0.1,
+        help="learning rate of pretrained layers, as a share of --lr",
+    )
     p.add_argument(
         "--head",
         default="replace",
@@ -580,6 +664,32 @@ def _add_datasets(sub) -> None:
     )
     p.add_argument("--workers", type=int, default=2, help="processes rendering")
     _quiet_option(p)
+    _add_4q(dsub)
+
+
+def _add_4q(dsub) -> None:
+    p = _command(
+        dsub,
+        "4q",
+        "the 4Q audio emotion set (Panda et al. 2018) as a manifest, grouped by artist",
+        _cmd_4q,
+    )
+    p.add_argument("src", help="the data set (holding MER_audio_taffc_dataset/, or that folder)")
+    p.add_argument("out", help="output folder (<label>/<song>.mp3 links and manifest.csv)")
+    p.add_argument(
+        "--quadrants",
+        default="Q1,Q3",
+        help="quadrants to keep: Q1 happy, Q2 tense, Q3 sad, Q4 calm (Q1,Q2,Q3,Q4: all)",
+    )
+
+
+def _add_fetch(sub) -> None:
+    p = _command(
+        sub, "fetch", "get pretrained weights into musemo's cache (musicnn: its pip wheel)",
+        _cmd_fetch,
+    )  # fmt: skip
+    p.add_argument("what", choices=("musicnn",), help="which weights")
+    p.add_argument("--wheel", help="a copied musicnn-0.1.0 wheel to use instead of downloading")
 
 
 def _add_evaluate(sub) -> None:
@@ -653,7 +763,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"musemo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_features, _add_train, _add_cache, _add_datasets, _add_evaluate):
+    for add in (
+        _add_demo,
+        _add_features,
+        _add_train,
+        _add_cache,
+        _add_datasets,
+        _add_evaluate,
+        _add_fetch,
+    ):
         add(sub)
     about = "export a checkpoint to ONNX and TFLite (fp32 and int8) with a report"
     add_export_arguments(

@@ -80,7 +80,7 @@ FORMATS = {
     "tflite": Format(
         name="tflite",
         suffix=".tflite",
-        architectures=("squeezenet1_0", "mobilenet_v2", "resnet18"),
+        architectures=("squeezenet1_0", "mobilenet_v2", "resnet18", "musicnn"),
         calibration=("minmax", "histogram"),
         batch=1,
         requires=("litert_torch", "ai_edge_litert", "torchao", "flatbuffers"),

@@ -17,6 +17,9 @@ from ..edge.backends import INPUT_NAME, OUTPUT_NAME
 from ..edge.metadata import ModelInfo, write_onnx_metadata
 
 OPSET = 18
+# onnxruntime's symbolic shape inference loses musicnn's shapes (a Squeeze after its
+# frequency MaxPool); ONNX's own shape inference, which quant_pre_process also runs, does not.
+NO_SYMBOLIC_SHAPES = ("musicnn",)
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 
 
@@ -161,7 +164,8 @@ def quantize_onnx(
     }
     with tempfile.TemporaryDirectory(prefix="musemo-quant-") as tmp:
         pre, out, cache = (Path(tmp) / name for name in ("pre.onnx", "int8.onnx", "ranges.json"))
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        skip = info.architecture in NO_SYMBOLIC_SHAPES
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=skip)
         graph = onnx.load(str(pre)).graph
         exclude = [n.name for n in graph.node if in_modules(n.name, keep_float)]
         options = dict(

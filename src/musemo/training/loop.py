@@ -27,12 +27,12 @@ from .._progress import progress_bar
 from ..data.splits import describe_split
 from ..data.subclips import SubclipData
 from ..errors import ParameterError
-from ..features.spec import FeatureSpec
+from ..features.spec import FeatureSpec, differences_from_musicnn
 from ..metrics import evaluation
 from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
-from .models import build_model
+from .models import RAW_INPUT, build_model, head_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     weights: str = "none"
     head: str = "replace"
+    backbone_lr_scale: float = 0.1
+    frozen: tuple[str, ...] = ()
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -60,18 +62,58 @@ class TrainConfig:
             raise ParameterError(f"mixup={self.mixup!r}: a Beta(a, a) parameter >= 0 (0: off)")
         if self.lr is not None and not self.lr > 0:
             raise ParameterError(f"lr={self.lr!r}: must be positive")
+        if isinstance(self.frozen, list):  # from a checkpoint's JSON-like config
+            object.__setattr__(self, "frozen", tuple(self.frozen))
+        if not 0 < self.backbone_lr_scale <= 1:
+            raise ParameterError(
+                f"backbone_lr_scale={self.backbone_lr_scale!r}: a factor in (0, 1] on the "
+                "learning rate of pretrained layers"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ParameterError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
 
 
 # AdamW learning rates that train each model from scratch here: the networks
 # without batch normalisation (SqueezeNet, VGG) diverge or stall at 1e-3.
-DEFAULT_LR = {"squeezenet1_0": 1e-4, "vgg16": 1e-4, "mobilenet_v2": 1e-3, "resnet18": 1e-3}
+# musicnn: its head's rate (pretrained layers get backbone_lr_scale of it).
+DEFAULT_LR = {
+    "squeezenet1_0": 1e-4,
+    "vgg16": 1e-4,
+    "mobilenet_v2": 1e-3,
+    "resnet18": 1e-3,
+    "musicnn": 1e-3,
+}
 
 
 def learning_rate(config: TrainConfig) -> float:
     """The AdamW learning rate of a run: ``config.lr``, else the model's default."""
     return config.lr if config.lr is not None else DEFAULT_LR.get(config.model, 1e-3)
+
+
+def freeze(model, names: tuple[str, ...]) -> None:
+    """Stop the named modules (``model.get_submodule`` names) from learning."""
+    for name in names:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as exc:
+            raise ParameterError(
+                f"frozen module {name!r}: {type(model).__name__} has none"
+            ) from exc
+        module.requires_grad_(False)
+
+
+def parameter_groups(model, config: TrainConfig) -> list[dict]:
+    """The optimiser's groups: with pretrained weights, every layer but the new head
+    learns at ``backbone_lr_scale`` of the learning rate."""
+    lr = learning_rate(config)
+    learning = [p for p in model.parameters() if p.requires_grad]
+    if config.weights == "none":
+        return [{"params": learning, "lr": lr}]
+    head = {id(p) for p in head_of(model, config.model, config.head).parameters()}
+    return [
+        {"params": [p for p in learning if id(p) not in head], "lr": lr * config.backbone_lr_scale},
+        {"params": [p for p in learning if id(p) in head], "lr": lr},
+    ]
 
 
 def resolve_device(name: str):
@@ -225,7 +267,7 @@ def fit(
     remove_leftovers(out)
     train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
     _check_fit(train_rows, val_rows, spec, config)
-    mean, std = input_stats(data, train_rows)
+    mean, std = (0.0, 1.0) if config.model in RAW_INPUT else input_stats(data, train_rows)
     spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
     run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
     if run.world.main:
@@ -251,6 +293,12 @@ def fit(
 def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> None:
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ParameterError("training needs sub-clips on both sides of the split")
+    wrong = differences_from_musicnn(spec)
+    if config.model == "musicnn" and config.weights == "pretrained" and wrong:
+        raise ParameterError(
+            "pretrained musicnn needs its own features (musemo.features.musicnn_spec()); "
+            f"this spec has {', '.join(wrong)}"
+        )
     if config.shift and spec.clip_hop_samples != spec.clip_samples:
         raise ParameterError(
             "shift (random offsets along the recording) needs sub-clips that neither overlap "
@@ -303,6 +351,7 @@ class _Run:
         model = build_model(
             config.model, n_classes=len(data.label_names), weights=config.weights, head=config.head
         ).to(device)
+        freeze(model, config.frozen)
         # channels_last: faster on CUDA and, through oneDNN, 1.2-1.6x on the CPU too.
         model = model.to(memory_format=torch.channels_last)
         net = model
@@ -312,7 +361,7 @@ class _Run:
             ids = [w.local_rank] if device.type == "cuda" else None
             net = DistributedDataParallel(model, device_ids=ids)
         optimiser = torch.optim.AdamW(
-            model.parameters(), lr=learning_rate(config), weight_decay=config.weight_decay
+            parameter_groups(model, config), weight_decay=config.weight_decay
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -369,6 +418,8 @@ class _Run:
         if w.size > 1:  # equal shares, so every process runs the same number of steps
             order = order[: len(order) // w.size * w.size][w.rank :: w.size]
         self.model.train()
+        for name in self.config.frozen:  # frozen batch norms keep their statistics
+            self.model.get_submodule(name).eval()
         t0 = time.perf_counter()
         loss_sum = correct = 0.0
         shift_rng = np.random.default_rng([c.seed, epoch]) if c.shift else None

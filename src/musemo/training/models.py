@@ -1,4 +1,5 @@
-"""The paper's four ImageNet CNNs, adapted to 1-channel log-mel input and a small head."""
+"""The networks: the paper's four ImageNet CNNs, adapted to 1-channel log-mel input and
+a small head, and musicnn (``musicnn.py``), pretrained on the Million Song Dataset."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from pathlib import Path
 
 from ..errors import MissingDependencyError, ParameterError
 
-MODELS = ("squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16")
+CNNS = ("squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16")
+MODELS = (*CNNS, "musicnn")
 HEADS = ("replace", "paper")
+# Networks whose first layer normalises their input (batch norm over the raw features):
+# training leaves input_mean / input_std at 0 / 1 for them, as their weights expect.
+RAW_INPUT = ("musicnn",)
 
 # torchvision's weight enums, by model.
 _WEIGHTS = {
@@ -89,19 +94,50 @@ def _replace_head(model, name: str, n_classes: int, torch) -> None:
         model.classifier[6] = nn.Linear(model.classifier[6].in_features, n_classes)
 
 
-def build_model(name: str, *, n_classes: int = 2, weights: str = "none", head: str = "replace"):
-    """A torchvision ``name`` for 1-channel input with ``n_classes`` raw logits.
+def head_of(model, name: str, head: str = "replace"):
+    """The module of ``build_model(name, head=head)`` that a new task trains from scratch."""
+    if head == "paper":
+        return model[1]
+    path = {
+        "squeezenet1_0": "classifier",
+        "mobilenet_v2": "classifier.1",
+        "resnet18": "fc",
+        "vgg16": "classifier.6",
+        "musicnn": "head",
+    }[name]
+    return model.get_submodule(path)
 
-    ``weights``: ``"none"`` (random init), ``"imagenet"`` (torchvision's weights),
-    or a path to a state dict of the torchvision model (loaded with
-    ``weights_only=True``). ``head``: ``"replace"`` the final layer, or ``"paper"``:
-    keep the 1000-way layer and add a ``n_classes`` layer after it.
+
+def _build_musicnn(n_classes: int, weights: str, head: str):
+    from .musicnn import build_musicnn, pretrained_musicnn
+
+    if head != "replace":
+        raise ParameterError("musicnn takes head='replace' (a new head on its 200-d embedding)")
+    if weights == "pretrained":
+        return pretrained_musicnn(n_outputs=n_classes).train()
+    if weights != "none":
+        raise ParameterError(f"weights={weights!r}: musicnn takes 'pretrained' or 'none'")
+    return build_musicnn(n_classes)
+
+
+def build_model(name: str, *, n_classes: int = 2, weights: str = "none", head: str = "replace"):
+    """A network for 1-channel ``(batch, 1, n_mels, frames)`` input with ``n_classes``
+    raw logits.
+
+    For the torchvision CNNs, ``weights`` is ``"none"`` (random init), ``"imagenet"``
+    (torchvision's weights), or a path to a state dict of the torchvision model (loaded
+    with ``weights_only=True``); ``head`` is ``"replace"`` the final layer, or
+    ``"paper"``: keep the 1000-way layer and add a ``n_classes`` layer after it.
+    For ``"musicnn"``, ``weights`` is ``"pretrained"`` (the MSD weights, its 50-tag head
+    replaced) or ``"none"``.
     """
     torch, torchvision = _torch()
     if name not in MODELS:
         raise ParameterError(f"model {name!r}: choose one of {', '.join(MODELS)}")
     if head not in HEADS:
         raise ParameterError(f"head {head!r}: choose one of {HEADS}")
+    if name == "musicnn":
+        return _build_musicnn(n_classes, weights, head)
     model = getattr(torchvision.models, name)(weights=None)
     if weights == "imagenet":
         model.load_state_dict(imagenet_state_dict(name))

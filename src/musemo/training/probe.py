@@ -1,0 +1,131 @@
+"""A frozen pretrained musicnn as a feature extractor: embeddings of every sub-clip,
+pooled per recording, then scored zero-shot from its tags or by a linear probe.
+
+Both are judged per recording, on folds of recordings, like every trained model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._progress import progress_bar
+from ..data.subclips import SubclipData
+from ..errors import ParameterError
+from ..metrics import recording_means, roc_auc
+from .musicnn import MSD_TAGS
+
+# The probe's inputs: the 200-d embedding alone, or with the pooled mid-level features.
+PROBE_FEATURES = {
+    "penultimate": ("penultimate",),
+    "pooled": ("penultimate", "mean_pool", "max_pool"),
+}
+PROBE_C = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+
+
+def embed_subclips(
+    model, data: SubclipData, *, batch_size: int = 32, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Run ``model`` (a musicnn in eval mode) over every sub-clip of ``data``:
+    ``tags`` (sigmoid of the logits), ``penultimate``, ``mean_pool`` and ``max_pool``,
+    each ``(len(data), ...)`` float32."""
+    import torch
+
+    model = model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    rows = np.arange(len(data))
+    bar = progress_bar(total=len(rows), desc="musicnn embeddings", unit="sub-clip", show=progress)
+    with torch.inference_mode(), bar:
+        for start in range(0, len(rows), batch_size):
+            x = torch.from_numpy(data.stack(rows[start : start + batch_size])[:, None])
+            out = model.embed(x.float())
+            out["tags"] = torch.sigmoid(out.pop("logits"))
+            for key, value in out.items():
+                parts.setdefault(key, []).append(value.numpy().astype(np.float32))
+            bar.update(len(x))
+    return {key: np.concatenate(v) for key, v in parts.items()}
+
+
+def recording_table(
+    data: SubclipData, embeddings: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per-recording means of the embeddings, with each recording's label and id."""
+    recording = data.index[:, 0]
+    table = {}
+    for key, values in embeddings.items():
+        ids, table[key], _ = recording_means(values, recording)
+    first = np.unique(recording, return_index=True)[1]
+    return table, data.labels[first], ids
+
+
+def zero_shot_score(tags: np.ndarray) -> np.ndarray:
+    """p(happy) - p(sad) from musicnn's MSD tags, ``(n, 50)`` -> ``(n,)``."""
+    return tags[:, MSD_TAGS.index("happy")] - tags[:, MSD_TAGS.index("sad")]
+
+
+def _balanced(predicted: np.ndarray, positive: np.ndarray) -> float:
+    return float(np.mean([np.mean(predicted[positive]), np.mean(~predicted[~positive])]))
+
+
+def best_threshold(score: np.ndarray, positive: np.ndarray) -> float:
+    """The threshold on ``score`` with the best balanced accuracy (midpoints between
+    sorted scores), as chosen on the training recordings."""
+    s = np.sort(np.unique(score))
+    candidates = np.concatenate([[s[0] - 1], (s[1:] + s[:-1]) / 2, [s[-1] + 1]])
+    accuracies = [_balanced(score > t, positive) for t in candidates]
+    return float(candidates[int(np.argmax(accuracies))])
+
+
+def _scores(score: np.ndarray, positive: np.ndarray, threshold: float) -> dict:
+    return {
+        "balanced_accuracy": _balanced(score > threshold, positive),
+        "accuracy": float(np.mean((score > threshold) == positive)),
+        "roc_auc": roc_auc(score, positive),
+    }
+
+
+def zero_shot_fold(table, positive, train, val) -> dict:
+    """Zero-shot scores of the ``val`` recordings, the threshold set on ``train``."""
+    score = zero_shot_score(table["tags"])
+    threshold = best_threshold(score[train], positive[train])
+    return {**_scores(score[val], positive[val], threshold), "threshold": threshold}
+
+
+def _probe(c: float, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, max_iter=5000, random_state=seed)
+    )
+
+
+def _choose_c(x, positive, groups, seed: int) -> float:
+    """The regularisation with the best inner (3-fold, grouped) balanced accuracy."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    inner = list(
+        StratifiedGroupKFold(3, shuffle=True, random_state=seed).split(x, positive, groups)
+    )
+    means = []
+    for c in PROBE_C:
+        accs = [
+            _balanced(
+                _probe(c, seed).fit(x[a], positive[a]).predict(x[b]).astype(bool), positive[b]
+            )
+            for a, b in inner
+        ]
+        means.append(np.mean(accs))
+    return PROBE_C[int(np.argmax(means))]
+
+
+def probe_fold(table, positive, groups, train, val, *, features: str, seed: int = 0) -> dict:
+    """A logistic regression on the ``features`` of the ``train`` recordings, its C chosen
+    by grouped inner cross-validation, scored on ``val``."""
+    if features not in PROBE_FEATURES:
+        raise ParameterError(f"features {features!r}: choose one of {', '.join(PROBE_FEATURES)}")
+    x = np.concatenate([table[k] for k in PROBE_FEATURES[features]], axis=1)
+    c = _choose_c(x[train], positive[train], groups[train], seed)
+    clf = _probe(c, seed).fit(x[train], positive[train])
+    score = clf.predict_proba(x[val])[:, list(clf.classes_).index(True)]
+    return {**_scores(score, positive[val], 0.5), "C": c}
