@@ -162,3 +162,16 @@ def test_musemo_train_model_musicnn(register_set, tmp_path, capsys):
     assert state["spec"]["log1p_scale"] == 1e4 and state["spec"]["n_mels"] == 96
     assert main([*args, "--sr", "22050", "--out", str(tmp_path / "r2")]) == 2
     assert "musicnn's features are its own" in capsys.readouterr().err
+
+
+def test_a_head_for_tag_labels_starts_as_the_zero_shot_classifier():
+    tagger = pretrained_musicnn()
+    model = build_model("musicnn", weights="pretrained", labels=("happy", "Sad"))
+    rows = [MSD_TAGS.index("happy"), MSD_TAGS.index("sad")]
+    assert torch.equal(model.head.weight, tagger.head.weight[rows])
+    assert torch.equal(model.head.bias, tagger.head.bias[rows])
+    x = torch.randn(3, 1, 96, 187)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), tagger(x)[:, rows])
+    other = build_model("musicnn", weights="pretrained", labels=("joy", "grief"))
+    assert not torch.equal(other.head.weight, tagger.head.weight[rows])  # not tags: random

@@ -349,7 +349,11 @@ class _Run:
         amp_dtype = _amp_dtype(device, config.amp)
         torch.manual_seed(config.seed)
         model = build_model(
-            config.model, n_classes=len(data.label_names), weights=config.weights, head=config.head
+            config.model,
+            n_classes=len(data.label_names),
+            weights=config.weights,
+            head=config.head,
+            labels=data.label_names,
         ).to(device)
         freeze(model, config.frozen)
         # channels_last: faster on CUDA and, through oneDNN, 1.2-1.6x on the CPU too.

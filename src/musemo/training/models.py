@@ -4,6 +4,7 @@ a small head, and musicnn (``musicnn.py``), pretrained on the Million Song Datas
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import MissingDependencyError, ParameterError
@@ -108,19 +109,26 @@ def head_of(model, name: str, head: str = "replace"):
     return model.get_submodule(path)
 
 
-def _build_musicnn(n_classes: int, weights: str, head: str):
+def _build_musicnn(n_classes: int, weights: str, head: str, labels):
     from .musicnn import build_musicnn, pretrained_musicnn
 
     if head != "replace":
         raise ParameterError("musicnn takes head='replace' (a new head on its 200-d embedding)")
     if weights == "pretrained":
-        return pretrained_musicnn(n_outputs=n_classes).train()
+        return pretrained_musicnn(n_outputs=n_classes, labels=labels).train()
     if weights != "none":
         raise ParameterError(f"weights={weights!r}: musicnn takes 'pretrained' or 'none'")
     return build_musicnn(n_classes)
 
 
-def build_model(name: str, *, n_classes: int = 2, weights: str = "none", head: str = "replace"):
+def build_model(
+    name: str,
+    *,
+    n_classes: int = 2,
+    weights: str = "none",
+    head: str = "replace",
+    labels: Sequence[str] | None = None,
+):
     """A network for 1-channel ``(batch, 1, n_mels, frames)`` input with ``n_classes``
     raw logits.
 
@@ -129,7 +137,8 @@ def build_model(name: str, *, n_classes: int = 2, weights: str = "none", head: s
     with ``weights_only=True``); ``head`` is ``"replace"`` the final layer, or
     ``"paper"``: keep the 1000-way layer and add a ``n_classes`` layer after it.
     For ``"musicnn"``, ``weights`` is ``"pretrained"`` (the MSD weights, its 50-tag head
-    replaced) or ``"none"``.
+    replaced: by those tags' rows when every one of ``labels`` is an MSD tag, such as
+    happy and sad) or ``"none"``.
     """
     torch, torchvision = _torch()
     if name not in MODELS:
@@ -137,7 +146,7 @@ def build_model(name: str, *, n_classes: int = 2, weights: str = "none", head: s
     if head not in HEADS:
         raise ParameterError(f"head {head!r}: choose one of {HEADS}")
     if name == "musicnn":
-        return _build_musicnn(n_classes, weights, head)
+        return _build_musicnn(n_classes, weights, head, labels)
     model = getattr(torchvision.models, name)(weights=None)
     if weights == "imagenet":
         model.load_state_dict(imagenet_state_dict(name))

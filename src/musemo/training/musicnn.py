@@ -12,6 +12,8 @@ its ReLU, with epsilon 1e-3. Any number of frames works; the model saw 187 (3 s)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..errors import ParameterError
@@ -169,11 +171,18 @@ def state_dict_from_tensorflow(tensors: dict[str, np.ndarray], model) -> dict:
     return state
 
 
-def pretrained_musicnn(checkpoint: str = "MSD_musicnn", *, n_outputs: int | None = None):
+def pretrained_musicnn(
+    checkpoint: str = "MSD_musicnn",
+    *,
+    n_outputs: int | None = None,
+    labels: Sequence[str] | None = None,
+):
     """Musicnn with the weights of the ``musicnn`` wheel's ``checkpoint``, in eval mode.
 
     ``n_outputs``: None keeps the 50 tags; another number replaces the head with a new
-    one of that many logits (initialised at random) for fine-tuning.
+    one of that many logits for fine-tuning. When every one of ``labels`` (one per
+    output) is an MSD tag (``happy``, ``sad``, ...), the new head starts as those tags'
+    rows of the old one, i.e. as the zero-shot classifier; otherwise at random.
     """
     from .pretrained import musicnn_tensors
 
@@ -181,5 +190,15 @@ def pretrained_musicnn(checkpoint: str = "MSD_musicnn", *, n_outputs: int | None
     model.load_state_dict(state_dict_from_tensorflow(musicnn_tensors(checkpoint), model))
     if n_outputs is not None and n_outputs != 50:
         torch, _ = _torch()
-        model.head = torch.nn.Linear(200, n_outputs)
+        old, model.head = model.head, torch.nn.Linear(200, n_outputs)
+        tags = [t.casefold() for t in MSD_TAGS]
+        if (
+            labels is not None
+            and len(labels) == n_outputs
+            and all(str(name).casefold() in tags for name in labels)
+        ):
+            rows = [tags.index(str(name).casefold()) for name in labels]
+            with torch.no_grad():
+                model.head.weight.copy_(old.weight[rows])
+                model.head.bias.copy_(old.bias[rows])
     return model.eval()
