@@ -1,4 +1,4 @@
-"""The four CNNs: 1-channel input, 2-class heads, and every way of loading weights."""
+"""The networks: 1-channel input, 2-class heads, and every way of loading weights."""
 
 from __future__ import annotations
 
@@ -14,9 +14,17 @@ from musemo.training import MODELS, build_model
 @pytest.mark.parametrize("name", MODELS)
 def test_one_channel_in_two_logits_out(name):
     model = build_model(name).eval()
+    mels = 96 if name == "musicnn" else 64  # musicnn's filters span 67 of its 96 mels
     with torch.no_grad():
-        out = model(torch.randn(3, 1, 64, 80))
+        out = model(torch.randn(3, 1, mels, 80))
     assert out.shape == (3, 2)
+
+
+def test_musicnn_refuses_what_it_cannot_be():
+    with pytest.raises(ParameterError, match="head='replace'"):
+        build_model("musicnn", head="paper")
+    with pytest.raises(ParameterError, match="musicnn takes 'pretrained' or 'none'"):
+        build_model("musicnn", weights="imagenet")
 
 
 def test_squeezenet_head_gives_raw_logits():
