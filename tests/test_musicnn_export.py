@@ -23,7 +23,7 @@ from musemo.training.checkpoints import load_checkpoint, model_from_checkpoint
 @pytest.fixture(scope="module")
 def musicnn_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("musicnn_run")
-    write_register_dataset(root / "audio", per_label=8, seconds=6.1)
+    write_register_dataset(root / "audio", per_label=12, seconds=6.1)
     data, _ = load_dataset(root / "audio", musicnn_spec(), cache=root / "cache", progress=False)
     train, val = holdout_split(data, val_fraction=0.25)
     config = TrainConfig(
