@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from fixtures_audio import TINY_SR, write_register_dataset
 
+from musemo import AudioError
 from musemo.data import holdout_split, load_dataset
 from musemo.edge import Classifier
 from musemo.export import export_checkpoint
@@ -79,3 +80,12 @@ def test_int8_files_agree_and_are_small(musicnn_run, tmp_path):
         assert int8["int8_mb"] <= 1.0, fmt
         assert int8["agreement_with_torch"] >= 0.99, fmt
         assert Classifier(tmp_path / f"musicnn.int8.{fmt}").predict_array(_tone(3.5), TINY_SR)
+
+
+def test_audio_shorter_than_a_patch_is_padded_with_a_warning_or_refused(musicnn_run, tmp_path):
+    export_checkpoint(musicnn_run / "run" / "best.pt", formats=["onnx"], out=tmp_path)
+    with pytest.warns(UserWarning, match="shorter than the model's"):
+        result = Classifier(tmp_path / "musicnn.onnx").predict_array(_tone(1.5), TINY_SR)
+    assert result.padded and len(result.windows) == 1
+    with pytest.raises(AudioError, match="shorter than the model.s"):
+        Classifier(tmp_path / "musicnn.onnx", pad_short=False).predict_array(_tone(1.5), TINY_SR)
