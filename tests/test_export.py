@@ -526,3 +526,19 @@ def test_without_a_cache_folder_features_leave_nothing_behind(
     )  # fmt: skip
     assert report["files"]["onnx/int8"]["agreement_with_torch"] >= 0.8
     assert list(scratch.iterdir()) == []
+
+
+def test_calibration_reads_a_few_inputs_at_a_time():
+    """onnxruntime calibrates in rounds of at most 16 inputs (their activations held
+    at once), over every input exactly once."""
+    from musemo.export.onnx import _Batches, calibration_stride
+
+    assert [calibration_stride(n) for n in (256, 48, 37, 10, 1)] == [16, 16, 1, 10, 1]
+    inputs = [np.full((1, 1, 2, 2), i, np.float32) for i in range(48)]
+    reader, seen = _Batches(inputs), []
+    stride = calibration_stride(len(reader))
+    for start in range(0, len(reader), stride):
+        reader.set_range(start_index=start, end_index=start + stride)
+        while (batch := reader.get_next()) is not None:
+            seen.append(int(next(iter(batch.values()))[0, 0, 0, 0]))
+    assert seen == list(range(48))

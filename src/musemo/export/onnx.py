@@ -80,14 +80,28 @@ def _strip(proto) -> None:
 
 
 class _Batches:
-    """onnxruntime's CalibrationDataReader protocol over (1, 1, n_mels, frames) inputs."""
+    """onnxruntime's CalibrationDataReader protocol over (1, 1, n_mels, frames) inputs,
+    read in ranges (``set_range``) so that calibration holds a few inputs' activations
+    at a time, not all of them (256 musicnn patches: 20 GB)."""
 
     def __init__(self, inputs: Sequence[np.ndarray]) -> None:
-        self._inputs = iter(inputs)
+        self._all = list(inputs)
+        self._inputs = iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._inputs = iter(self._all[start_index:end_index])
 
     def get_next(self):
         x = next(self._inputs, None)
         return None if x is None else {INPUT_NAME: x}
+
+
+def calibration_stride(n: int, most: int = 16) -> int:
+    """The largest divisor of ``n`` up to ``most``: inputs per calibration round."""
+    return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
 
 
 def concat_groups(graph) -> list[set[str]]:
@@ -175,7 +189,11 @@ def quantize_onnx(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             nodes_to_exclude=exclude,
-            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999},
+            extra_options={
+                "CalibTensorRangeSymmetric": False,
+                "CalibPercentile": 99.999,
+                "CalibStridedMinMax": calibration_stride(len(inputs)),
+            },
             calibration_cache_path=str(cache),
         )
         groups = concat_groups(graph)
