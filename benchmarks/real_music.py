@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Every model family on the same folds of real recordings: the README's accuracy table.
+
+Made for the 4Q audio emotion set (``musemo datasets 4q SRC OUT``: Q1 happy / Q3 sad,
+grouped by artist), it runs on any two-label manifest. The folds are folds of
+recordings (``kfold_splits``), so the CNNs' 5 s sub-clips at 22.05 kHz and musicnn's
+3 s patches at 16 kHz are split identically; the script checks that they are.
+
+Rows, per recording: the log-mel baseline; each CNN trained from scratch (``--models``);
+musicnn zero-shot (p(happy) - p(sad), threshold from the training folds); musicnn
+probes (logistic regression on recording-mean embeddings, C by inner grouped CV);
+musicnn fine-tuned (``--finetune``, ``fit`` with the pretrained weights).
+
+    python benchmarks/real_music.py --data /data/4q --out runs/4q --models squeezenet1_0
+    python benchmarks/real_music.py --data /data/4q --out runs/4q --loudness -20
+
+Writes ``OUT/real_music.json`` and ``OUT/real_music.md`` after every fold; the musicnn
+embeddings are kept in ``OUT/embeddings.npz`` (derived from the audio: keep it private).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musemo._atomic import atomic_path, write_text
+from musemo.data import kfold_splits, load_dataset
+from musemo.features import FeatureSpec, musicnn_spec
+from musemo.training import TrainConfig, fit
+from musemo.training.baseline import fit_baseline
+from musemo.training.musicnn import pretrained_musicnn
+from musemo.training.probe import embed_subclips, probe_fold, recording_table, zero_shot_fold
+
+POSITIVE = "happy"
+
+
+def _embeddings(data, out: Path, progress: bool) -> dict[str, np.ndarray]:
+    path = out / "embeddings.npz"
+    keys = [str(r.path) for r in data.recordings]
+    if path.is_file():
+        saved = np.load(path)
+        if list(saved["paths"]) == keys:
+            return {k: saved[k] for k in saved.files if k != "paths"}
+    start = time.perf_counter()
+    emb = embed_subclips(pretrained_musicnn(), data, progress=progress)
+    print(f"musicnn embeddings of {len(data)} patches: {time.perf_counter() - start:.0f} s")
+    with atomic_path(path) as tmp:
+        np.savez(tmp, paths=np.array(keys), **emb)
+    return emb
+
+
+def _recording_folds(data, k: int, seed: int) -> list[tuple[set, set]]:
+    """The folds as sets of recording paths (train, val)."""
+    rec = data.index[:, 0]
+    paths = np.array([str(r.path) for r in data.recordings])
+    return [
+        (set(paths[np.unique(rec[a])]), set(paths[np.unique(rec[b])]))
+        for a, b in kfold_splits(data, k=k, mode="grouped", seed=seed)
+    ]
+
+
+def _rows_of(data, recordings: set) -> np.ndarray:
+    paths = np.array([str(r.path) for r in data.recordings])
+    return np.flatnonzero(np.isin(paths[data.index[:, 0]], list(recordings)))
+
+
+def _fit_score(result: dict) -> dict:
+    rec = result["final"]["recording"] if "final" in result else result["recording"]
+    return {"balanced_accuracy": rec["balanced_accuracy"], "roc_auc": rec["roc_auc"]}
+
+
+def _summary(per_fold: dict[str, list[dict]], k: int) -> dict:
+    out = {}
+    for name, folds in per_fold.items():
+        out[name] = {"folds": folds}
+        for key in ("balanced_accuracy", "roc_auc"):
+            v = np.array([f[key] for f in folds], dtype=float)
+            out[name][key] = {"mean": float(v.mean()), "std": float(v.std())}
+    return {"k": k, "models": out}
+
+
+def _table(summary: dict, title: str) -> str:
+    lines = [title, "", "| model | balanced accuracy | ROC AUC | folds |", "|---|---|---|---|"]
+    for name, m in summary["models"].items():
+        b, a = m["balanced_accuracy"], m["roc_auc"]
+        lines.append(
+            f"| {name} | {b['mean']:.3f} ± {b['std']:.3f} | {a['mean']:.3f} ± {a['std']:.3f} "
+            f"| {len(m['folds'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.quiet
+    m_spec = musicnn_spec(loudness_dbfs=args.loudness)
+    c_spec = FeatureSpec(sample_rate=22050, n_mels=64, loudness_dbfs=args.loudness)
+    load = dict(cache=args.cache, workers=args.workers, progress=progress)
+    data_m, _ = load_dataset(args.data, m_spec, **load)
+    data_c, _ = load_dataset(args.data, c_spec, **load)
+    folds = _recording_folds(data_m, args.folds, args.seed)
+    if folds != _recording_folds(data_c, args.folds, args.seed):
+        raise SystemExit("the two feature sets got different folds")
+    emb = _embeddings(data_m, out, progress)
+    table, labels, ids = recording_table(data_m, emb)
+    positive = labels == data_m.label_names.index(POSITIVE)
+    paths = np.array([str(data_m.recordings[i].path) for i in ids])
+    groups = np.array([data_m.recordings[i].group for i in ids])
+    per_fold: dict[str, list[dict]] = {}
+    title = (
+        f"{len(paths)} recordings, {len(set(groups))} groups, {args.folds}-fold grouped CV, "
+        f"per recording (loudness: {args.loudness or 'as recorded'})"
+    )
+    started = time.perf_counter()
+    for i, (train_set, val_set) in enumerate(folds[: args.max_folds]):
+        train = np.flatnonzero(np.isin(paths, list(train_set)))
+        val = np.flatnonzero(np.isin(paths, list(val_set)))
+        rows = per_fold
+        rows.setdefault("baseline (log-mel stats + logistic regression)", []).append(
+            _fit_score(fit_baseline(data_c, _rows_of(data_c, train_set), _rows_of(data_c, val_set)))
+        )
+        rows.setdefault("musicnn zero-shot (p(happy) - p(sad))", []).append(
+            zero_shot_fold(table, positive, train, val)
+        )
+        for features in ("penultimate", "pooled"):
+            rows.setdefault(f"musicnn probe ({features})", []).append(
+                probe_fold(table, positive, groups, train, val, features=features, seed=args.seed)
+            )
+        for model in args.models:
+            config = TrainConfig(model=model, epochs=args.epochs, seed=args.seed)
+            result = fit(
+                data_c, _rows_of(data_c, train_set), _rows_of(data_c, val_set), c_spec, config,
+                out / model / f"fold{i}", resume=True, progress=progress,
+            )  # fmt: skip
+            rows.setdefault(f"{model} from scratch", []).append(_fit_score(result))
+        if args.finetune:
+            config = TrainConfig(
+                model="musicnn", weights="pretrained", epochs=args.finetune_epochs,
+                seed=args.seed, frozen=tuple(args.freeze),
+            )  # fmt: skip
+            result = fit(
+                data_m, _rows_of(data_m, train_set), _rows_of(data_m, val_set), m_spec, config,
+                out / "musicnn" / f"fold{i}", resume=True, progress=progress,
+            )  # fmt: skip
+            rows.setdefault("musicnn fine-tuned", []).append(_fit_score(result))
+        summary = _summary(per_fold, args.folds)
+        write_text(out / "real_music.json", json.dumps(summary, indent=2))
+        write_text(out / "real_music.md", _table(summary, title))
+        print(
+            f"fold {i + 1}/{args.folds} done at {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+    print(_table(summary, title))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="two-label manifest or folder (happy / sad)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--cache", default=str(Path.home() / ".cache/musemo/features"))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--max-folds", type=int, default=None, help="stop after this many folds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loudness", type=float, default=None, metavar="DBFS")
+    p.add_argument("--models", nargs="*", default=[], help="CNNs to train from scratch")
+    p.add_argument("--epochs", type=int, default=15, help="epochs of the CNNs")
+    p.add_argument("--finetune", action="store_true", help="also fine-tune musicnn")
+    p.add_argument("--finetune-epochs", type=int, default=4)
+    p.add_argument("--freeze", nargs="*", default=["input_bn", "frontend"],
+                   help="musicnn modules kept frozen while fine-tuning")  # fmt: skip
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())
