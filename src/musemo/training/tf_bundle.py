@@ -26,9 +26,17 @@ _BLOCK_TRAILER = 5  # compression type byte + masked crc32c
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 19: np.float16}
 
 
+def crc32c(data) -> int:
+    """CRC-32C (Castagnoli) of the bytes of a contiguous bytes-like object."""
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise ParameterError("crc32c takes contiguous bytes (a non-contiguous view was given)")
+    return _native.crc32c(view.cast("B") if view.ndim != 1 or view.itemsize != 1 else view)
+
+
 def masked_crc32c(data: bytes | memoryview) -> int:
     """LevelDB's masked CRC-32C, as stored in table blocks and bundle entries."""
-    crc = _native.crc32c(data)
+    crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
