@@ -10,6 +10,7 @@ from pathlib import Path
 from ._version import __version__
 from .errors import AudioError, MusemoError, ParameterError
 
+# The feature options' defaults (the paper's features); musicnn refuses any other value.
 _SPEC_DEFAULTS = {
     "sr": 44100, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "power": False,
     "clip_seconds": 5.0,
@@ -490,13 +491,16 @@ def _spec_options(p: argparse.ArgumentParser, *, clips: bool = True) -> None:
         help="feature spec JSON, or 'musicnn' for musicnn's features (overrides the feature "
         "options below)",
     )
-    p.add_argument("--sr", type=int, default=44100, help="sample rate to resample to (Hz)")
-    p.add_argument("--n-fft", type=int, default=2048, help="STFT window length (samples)")
-    p.add_argument("--hop-length", type=int, default=512, help="STFT hop (samples)")
-    p.add_argument("--n-mels", type=int, default=128, help="mel bands")
+    d = _SPEC_DEFAULTS
+    p.add_argument("--sr", type=int, default=d["sr"], help="sample rate to resample to (Hz)")
+    p.add_argument("--n-fft", type=int, default=d["n_fft"], help="STFT window length (samples)")
+    p.add_argument("--hop-length", type=int, default=d["hop_length"], help="STFT hop (samples)")
+    p.add_argument("--n-mels", type=int, default=d["n_mels"], help="mel bands")
     p.add_argument("--power", action="store_true", help="linear power instead of dB")
     if clips:
-        p.add_argument("--clip-seconds", type=float, default=5.0, help="sub-clip length (s)")
+        p.add_argument(
+            "--clip-seconds", type=float, default=d["clip_seconds"], help="sub-clip length (s)"
+        )
         p.add_argument(
             "--loudness",
             type=float,

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._atomic import atomic_path, writing
 from ..errors import ParameterError
-from .tf_bundle import read_tensors
+from .tf_bundle import read_index, read_tensors
 
 WHEEL = "musicnn-0.1.0-py3-none-any.whl"
 WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
@@ -129,5 +129,8 @@ def musicnn_tensors(checkpoint: str = "MSD_musicnn") -> dict[str, np.ndarray]:
     if checkpoint not in CHECKPOINTS:
         raise ParameterError(f"checkpoint {checkpoint!r}: choose one of {', '.join(CHECKPOINTS)}")
     index, data = _bundle_bytes(checkpoint)
-    tensors = read_tensors(index, data)
-    return {k: v for k, v in tensors.items() if "Adam" not in k and not k.startswith("beta")}
+    try:
+        names = [k for k in read_index(index) if "Adam" not in k and not k.startswith("beta")]
+    except ValueError as exc:
+        raise ParameterError(f"unreadable checkpoint index: {exc}") from exc
+    return read_tensors(index, data, names)
