@@ -65,13 +65,17 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 def live_processes() -> Iterator[tuple[int, int, int]]:
     """(pid, parent pid, process group) of every process that runs (zombies left out)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    # os.listdir, not Path.glob: glob stats each entry and raises when a process exits
+    # between the listing and the stat (ProcessLookupError escapes pathlib in 3.11).
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
+            fields = Path("/proc", name, "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
         if fields[0] not in ("Z", "X"):
-            yield int(stat.parent.name), int(fields[1]), int(fields[2])
+            yield int(name), int(fields[1]), int(fields[2])
 
 
 def run(args: list[str], log: Path) -> None:
