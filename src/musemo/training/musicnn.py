@@ -58,7 +58,7 @@ def build_musicnn(n_outputs: int = 50):
             # max over frequency as a pooling layer: ONNX and TFLite quantise it as such
             return F.max_pool2d(x, (1, x.shape[3])).squeeze(3)  # (batch, filters, frames)
 
-    class MidEnd(nn.Module):
+    class MidLayer(nn.Module):
         def __init__(self, channels: int) -> None:
             super().__init__()
             self.conv = nn.Conv1d(channels, 64, 7)
@@ -66,6 +66,25 @@ def build_musicnn(n_outputs: int = 50):
 
         def forward(self, x):
             return self.bn(F.relu(self.conv(F.pad(x, (3, 3)))))
+
+    class MidEnd(nn.ModuleList):
+        """The front end's 561 channels -> three 1-D convolutions (residuals on the 2nd
+        and 3rd) -> all 753 channels. Its joins live here, not at the top level, so that
+        ``keep_float`` can name them (``midend``)."""
+
+        def forward(self, fronts):
+            front = torch.cat(fronts, dim=1)
+            c1 = self[0](front)
+            r2 = self[1](c1) + c1
+            r3 = self[2](r2) + r2
+            return torch.cat([front, c1, r2, r3], dim=1)  # (batch, 753, frames)
+
+    class TimePool(nn.Module):
+        """Max and mean over time, and both interleaved (max_i, mean_i)."""
+
+        def forward(self, mid):
+            max_pool, mean_pool = mid.amax(dim=2), mid.mean(dim=2)
+            return max_pool, mean_pool, torch.stack([max_pool, mean_pool], dim=2).flatten(1)
 
     class MusiCNN(nn.Module):
         """musicnn; ``forward`` gives logits, ``embed`` every layer a probe may use."""
@@ -77,9 +96,11 @@ def build_musicnn(n_outputs: int = 50):
                 [FrontEnd(204, 7, 38, (3, 3)), FrontEnd(204, 7, 67, (3, 3))]
                 + [FrontEnd(51, k, 1, _same_padding(k)) for k in (128, 64, 32)]
             )
-            self.midend = nn.ModuleList([MidEnd(561), MidEnd(64), MidEnd(64)])
+            self.midend = MidEnd([MidLayer(561), MidLayer(64), MidLayer(64)])
+            self.pool = TimePool()
             self.pool_bn = nn.BatchNorm1d(2 * 753, eps=_EPS, momentum=_MOMENTUM)
             self.dense = nn.Linear(2 * 753, 200)
+            self.dense_relu = nn.ReLU()
             self.dense_bn = nn.BatchNorm1d(200, eps=_EPS, momentum=_MOMENTUM)
             self.dropout = nn.Dropout(0.5)
             self.head = nn.Linear(200, n_outputs)
@@ -88,14 +109,9 @@ def build_musicnn(n_outputs: int = 50):
             """Layers of ``x`` (batch, 1, mels, frames): ``max_pool`` and ``mean_pool``
             (batch, 753), ``penultimate`` (batch, 200) and ``logits``."""
             x = self.input_bn(x.transpose(2, 3))  # (batch, 1, frames, mels)
-            front = torch.cat([block(x) for block in self.frontend], dim=1)
-            c1 = self.midend[0](front)
-            r2 = self.midend[1](c1) + c1
-            r3 = self.midend[2](r2) + r2
-            mid = torch.cat([front, c1, r2, r3], dim=1)  # (batch, 753, frames)
-            max_pool, mean_pool = mid.amax(dim=2), mid.mean(dim=2)
-            pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # (max_i, mean_i)
-            h = self.dense_bn(F.relu(self.dense(self.dropout(self.pool_bn(pooled)))))
+            mid = self.midend([block(x) for block in self.frontend])
+            max_pool, mean_pool, pooled = self.pool(mid)
+            h = self.dense_bn(self.dense_relu(self.dense(self.dropout(self.pool_bn(pooled)))))
             logits = self.head(self.dropout(h))
             return {
                 "max_pool": max_pool,
