@@ -27,7 +27,7 @@ from musemo.edge.backends import TfliteBackend
 from musemo.edge.metadata import read_onnx_metadata, read_tflite_metadata
 from musemo.export import FORMATS, export_checkpoint
 from musemo.export import formats as exporter_module
-from musemo.export.onnx import concat_groups
+from musemo.export.onnx import _store_float_weights_in_int8, concat_groups
 from musemo.export.tflite import litert_ready
 from musemo.features import FeatureSpec
 from musemo.training import load_checkpoint, model_from_checkpoint
@@ -177,6 +177,45 @@ def test_concat_groups_join_chained_concats():
     graph = helper.make_graph(nodes, "g", [], [])
     groups = sorted(sorted(g) for g in concat_groups(graph))
     assert groups == [["a", "ab", "abd", "b", "d"], ["c", "r", "rc"]]
+
+
+def test_float_layers_store_their_weights_in_int8_and_compute_as_before():
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {
+        "conv_w": rng.normal(size=(64, 8, 3, 3)).astype(np.float32),  # 4608 values
+        "in_out": rng.normal(size=(64 * 6 * 6, 300)).astype(np.float32),  # Gemm, transB=0
+        "out_in": rng.normal(size=(16, 300)).astype(np.float32),  # Gemm, transB=1
+        "small": rng.normal(size=(16, 16)).astype(np.float32),  # under the threshold
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "conv_w"], ["c"], name="a/Conv"),
+        helper.make_node("Flatten", ["c"], ["f"], name="a/Flatten"),
+        helper.make_node("Gemm", ["f", "in_out"], ["g"], name="b/Gemm"),
+        helper.make_node("Gemm", ["g", "out_in"], ["h"], name="c/Gemm", transB=1),
+        helper.make_node("Gemm", ["h", "small"], ["y"], name="d/Gemm"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])],
+        [numpy_helper.from_array(v, k) for k, v in w.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = {"x": rng.normal(size=(2, 8, 8, 8)).astype(np.float32)}
+    before = ort.InferenceSession(model.SerializeToString()).run(None, x)[0]
+    _store_float_weights_in_int8(model.graph, {"a/Conv", "b/Gemm", "c/Gemm", "d/Gemm"})
+    onnx.checker.check_model(model, full_check=True)
+    stored = {t.name: numpy_helper.to_array(t).dtype for t in model.graph.initializer}
+    assert stored["conv_w_int8"] == stored["in_out_int8"] == stored["out_in_int8"] == np.int8
+    assert "conv_w" not in stored and stored["small"] == np.float32
+    scales = {t.name: t.dims[0] for t in model.graph.initializer if t.name.endswith("_scale")}
+    assert scales == {"conv_w_int8_scale": 64, "in_out_int8_scale": 300, "out_in_int8_scale": 16}
+    after = ort.InferenceSession(model.SerializeToString()).run(None, x)[0]
+    np.testing.assert_allclose(after, before, rtol=0.03, atol=0.03 * np.abs(before).max())
 
 
 def test_auto_calibration_keeps_the_method_closest_to_pytorch(squeezenet_export):
