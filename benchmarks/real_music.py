@@ -15,7 +15,8 @@ musicnn fine-tuned (``--finetune``, ``fit`` with the pretrained weights).
     python benchmarks/real_music.py --data /data/4q --out runs/4q --loudness -20
 
 Writes ``OUT/real_music.json`` and ``OUT/real_music.md`` after every fold; the musicnn
-embeddings are kept in ``OUT/embeddings.npz`` (derived from the audio: keep it private).
+embeddings (MSD_musicnn's and MTT_musicnn's, both checkpoints of the wheel) are kept in
+``OUT/embeddings.npz`` and ``OUT/mtt.npz`` (derived from the audio: keep them private).
 """
 
 from __future__ import annotations
@@ -34,23 +35,36 @@ from musemo.features import FeatureSpec, musicnn_spec
 from musemo.training import TrainConfig, fit
 from musemo.training.baseline import fit_baseline
 from musemo.training.musicnn import pretrained_musicnn
-from musemo.training.probe import embed_subclips, probe_fold, recording_table, zero_shot_fold
+from musemo.training.probe import (
+    PROBE_FEATURES,
+    embed_subclips,
+    probe_fold,
+    recording_table,
+    zero_shot_fold,
+)
 
 POSITIVE = "happy"
 
 
 def _embeddings(data, out: Path, progress: bool) -> dict[str, np.ndarray]:
-    path = out / "embeddings.npz"
+    """Both checkpoints' embeddings of every patch, the second's keys as
+    ``MTT_musicnn/penultimate``; cached in OUT per checkpoint."""
     keys = [str(r.path) for r in data.recordings]
-    if path.is_file():
-        saved = np.load(path)
-        if list(saved["paths"]) == keys:
-            return {k: saved[k] for k in saved.files if k != "paths"}
-    start = time.perf_counter()
-    emb = embed_subclips(pretrained_musicnn(), data, progress=progress)
-    print(f"musicnn embeddings of {len(data)} patches: {time.perf_counter() - start:.0f} s")
-    with atomic_path(path) as tmp:
-        np.savez(tmp, paths=np.array(keys), **emb)
+    emb = {}
+    for checkpoint, path in (("MSD_musicnn", "embeddings.npz"), ("MTT_musicnn", "mtt.npz")):
+        path = out / path
+        saved = np.load(path) if path.is_file() else None
+        if saved is not None and list(saved["paths"]) == keys:
+            found = {k: saved[k] for k in saved.files if k != "paths"}
+        else:
+            start = time.perf_counter()
+            found = embed_subclips(pretrained_musicnn(checkpoint), data, progress=progress)
+            print(f"{checkpoint} embeddings of {len(data)} patches: "
+                  f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+            with atomic_path(path) as tmp:
+                np.savez(tmp, paths=np.array(keys), **found)
+        prefix = "" if checkpoint == "MSD_musicnn" else f"{checkpoint}/"
+        emb.update({prefix + k: v for k, v in found.items()})
     return emb
 
 
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.setdefault("musicnn zero-shot (p(happy) - p(sad))", []).append(
             zero_shot_fold(table, positive, train, val)
         )
-        for features in ("penultimate", "pooled"):
+        for features in PROBE_FEATURES:
             rows.setdefault(f"musicnn probe ({features})", []).append(
                 probe_fold(table, positive, groups, train, val, features=features, seed=args.seed)
             )

@@ -140,6 +140,11 @@ def test_embeddings_zero_shot_and_probe(register_set):
     )  # fmt: skip
     assert pr["balanced_accuracy"] == 1.0 and pr["roc_auc"] == 1.0
     assert MSD_TAGS.index("happy") == 49
+    with pytest.raises(ParameterError, match="need embeddings MTT_musicnn/penultimate"):
+        probe_fold(big, positive[many], groups[many], np.arange(16), np.arange(16, 24),
+                   features="pooled + MTT_musicnn")  # fmt: skip
+    mtt = embed_subclips(pretrained_musicnn("MTT_musicnn"), data, batch_size=8, progress=False)
+    assert not np.allclose(mtt["penultimate"], emb["penultimate"], atol=1e-2)
 
 
 def test_best_threshold_balances_the_classes():

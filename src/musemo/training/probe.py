@@ -14,10 +14,12 @@ from ..errors import ParameterError
 from ..metrics import recording_means, roc_auc
 from .musicnn import MSD_TAGS
 
-# The probe's inputs: the 200-d embedding alone, or with the pooled mid-level features.
+# The probe's inputs: the 200-d embedding alone, or with the pooled mid-level features,
+# or those with the embedding of the MagnaTagATune checkpoint (keys "MTT_musicnn/...").
 PROBE_FEATURES = {
     "penultimate": ("penultimate",),
     "pooled": ("penultimate", "mean_pool", "max_pool"),
+    "pooled + MTT_musicnn": ("penultimate", "mean_pool", "max_pool", "MTT_musicnn/penultimate"),
 }
 PROBE_C = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 
@@ -124,6 +126,9 @@ def probe_fold(table, positive, groups, train, val, *, features: str, seed: int 
     by grouped inner cross-validation, scored on ``val``."""
     if features not in PROBE_FEATURES:
         raise ParameterError(f"features {features!r}: choose one of {', '.join(PROBE_FEATURES)}")
+    missing = [k for k in PROBE_FEATURES[features] if k not in table]
+    if missing:
+        raise ParameterError(f"features {features!r} need embeddings {', '.join(missing)}")
     x = np.concatenate([table[k] for k in PROBE_FEATURES[features]], axis=1)
     c = _choose_c(x[train], positive[train], groups[train], seed)
     clf = _probe(c, seed).fit(x[train], positive[train])
