@@ -2,8 +2,9 @@
 """Models, audio and answers to check another machine's edge runtime against.
 
 ``make``: on the training machine (torch installed), train a tiny SqueezeNet and
-MobileNetV2 on synthetic chords for a few steps, export each to int8 ONNX and TFLite,
-and write sample audio plus this machine's answers (per-window labels and
+MobileNetV2 on synthetic chords for a few steps and fine-tune the pretrained musicnn
+(its wheel fetched: ``musemo fetch musicnn``) for one epoch, export each to int8 ONNX
+and TFLite, and write sample audio plus this machine's answers (per-window labels and
 probabilities) to ``OUT/reference.json``.
 
 ``check``: on the other machine (the edge runtime only), classify the same audio with
@@ -26,7 +27,7 @@ import numpy as np
 TOLERANCE = 0.03  # max |probability difference| between machines, per window
 MARGIN = 0.05  # windows closer than this to the decision boundary may flip
 SR = 16000
-MODELS = ("squeezenet1_0", "mobilenet_v2")
+MODELS = ("squeezenet1_0", "mobilenet_v2", "musicnn")
 FILES = [f"{a}.int8.{ext}" for a in MODELS for ext in ("onnx", "tflite")]
 
 
@@ -44,21 +45,34 @@ def _answers(out: Path) -> dict:
     return answers
 
 
+def _config(model: str):
+    from musemo.training import TrainConfig
+
+    if model == "musicnn":
+        return TrainConfig(
+            model=model, weights="pretrained", frozen=("input_bn", "frontend"), epochs=1,
+            batch_size=16, device="cpu",
+        )  # fmt: skip
+    return TrainConfig(model=model, epochs=2, batch_size=16, device="cpu")
+
+
 def make(out: Path) -> None:
     from musemo import FeatureSpec
     from musemo.data import holdout_split, load_dataset
     from musemo.data.synthetic.chords import write_chord_set
     from musemo.export import export_checkpoint
-    from musemo.training import TrainConfig, fit
+    from musemo.features import musicnn_spec
+    from musemo.training import fit
 
-    spec = FeatureSpec(sample_rate=SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
-    train_root = write_chord_set(out / "train", per_label=10, seconds=4.2, sr=SR, seed=0)
+    cnn_spec = FeatureSpec(sample_rate=SR, n_fft=1024, hop_length=256, n_mels=64, clip_seconds=1.0)
+    # 9 s recordings: three 2.976 s musicnn patches each, enough to calibrate int8
+    train_root = write_chord_set(out / "train", per_label=10, seconds=9.0, sr=SR, seed=0)
     write_chord_set(out / "audio", per_label=3, seconds=3.5, sr=SR, seed=1)
-    data, _ = load_dataset(train_root, spec, cache=out / "cache", progress=False)
-    train, val = holdout_split(data, val_fraction=0.25, seed=0)
     for model in MODELS:
-        cfg = TrainConfig(model=model, epochs=2, batch_size=16, device="cpu")
-        fit(data, train, val, spec, cfg, out / "runs" / model, progress=False)
+        spec = musicnn_spec() if model == "musicnn" else cnn_spec
+        data, _ = load_dataset(train_root, spec, cache=out / "cache", progress=False)
+        train, val = holdout_split(data, val_fraction=0.25, seed=0)
+        fit(data, train, val, spec, _config(model), out / "runs" / model, progress=False)
         export_checkpoint(
             out / "runs" / model / "last.pt",
             int8=True,
