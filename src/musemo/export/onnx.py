@@ -147,42 +147,40 @@ def _share_ranges(cache: Path, groups: list[set[str]]) -> None:
     save_tensors_data(ranges, cache)
 
 
+def _int8_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 of ``w`` with one scale per index of ``axis``: (values, scales)."""
+    other = tuple(i for i in range(w.ndim) if i != axis)
+    scale = (np.abs(w).max(axis=other) / 127).astype(np.float32)
+    scale[scale == 0] = 1.0
+    shape = [-1 if i == axis else 1 for i in range(w.ndim)]
+    return np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8), scale
+
+
 def _store_float_weights_in_int8(graph, nodes: set[str], least: int = 4096) -> None:
     """Give the Conv / Gemm nodes named in ``nodes`` (those kept in float) weights stored
     as int8, symmetric per output channel, behind a DequantizeLinear: their arithmetic
     stays float, their file share shrinks 4x. Weights of fewer than ``least`` values
     (a stem's) are left as they are."""
-    import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     weights = {t.name: t for t in graph.initializer}
-    done: set[str] = set()
     order = []
     for node in graph.node:
         name = node.input[1] if node.op_type in ("Conv", "Gemm") else ""
-        if node.name in nodes and name in weights and name not in done:
-            w = numpy_helper.to_array(weights[name])
-            if w.size >= least:
-                gemm_in_out = node.op_type == "Gemm" and not any(
-                    a.name == "transB" and a.i for a in node.attribute
-                )
-                axis = 1 if gemm_in_out else 0
-                other = tuple(i for i in range(w.ndim) if i != axis)
-                scale = (np.abs(w).max(axis=other) / 127).astype(np.float32)
-                scale[scale == 0] = 1.0
-                shape = [-1 if i == axis else 1 for i in range(w.ndim)]
-                q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
-                graph.initializer.remove(weights[name])
-                graph.initializer.extend([
-                    numpy_helper.from_array(q, f"{name}_int8"),
-                    numpy_helper.from_array(scale, f"{name}_int8_scale"),
-                    numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_int8_zp"),
-                ])  # fmt: skip
-                order.append(onnx.helper.make_node(
-                    "DequantizeLinear", [f"{name}_int8", f"{name}_int8_scale", f"{name}_int8_zp"],
-                    [name], name=f"{node.name}_weight/DequantizeLinear", axis=axis,
-                ))  # fmt: skip
-                done.add(name)
+        tensor = weights.pop(name, None) if node.name in nodes else None  # once if shared
+        if tensor is not None and np.prod(tensor.dims) >= least:
+            in_out = node.op_type == "Gemm" and not any(
+                a.name == "transB" and a.i for a in node.attribute
+            )
+            q, scale = _int8_per_channel(numpy_helper.to_array(tensor), axis=int(in_out))
+            graph.initializer.remove(tensor)
+            stored = [f"{name}_int8", f"{name}_int8_scale", f"{name}_int8_zp"]
+            for value, key in zip((q, scale, np.zeros_like(scale, np.int8)), stored):
+                graph.initializer.append(numpy_helper.from_array(value, key))
+            order.append(helper.make_node(
+                "DequantizeLinear", stored, [name], axis=int(in_out),
+                name=f"{node.name}_weight/DequantizeLinear",
+            ))  # fmt: skip
         order.append(node)
     del graph.node[:]
     graph.node.extend(order)
