@@ -62,3 +62,42 @@ def test_wall_ms_each_times_the_functions_in_turn():
     assert calls == ["fast", "slow"] * 6  # one warm-up round, then 5 timed rounds
     assert out["slow"]["median"] >= 3 > out["fast"]["median"]
     assert out["slow"]["p95"] >= out["slow"]["median"]
+
+
+@pytest.mark.slow
+def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, musicnn_wheel):
+    from fixtures_audio import write_register_dataset
+
+    source = write_register_dataset(tmp_path / "tones", per_label=4, seconds=5.5)
+    target = write_register_dataset(tmp_path / "more_tones", per_label=3, seconds=5.5)
+    out = tmp_path / "cross"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "cross_dataset.py"),
+            *("--train", str(source), "--score", str(target), "--out", str(out)),
+            *("--cache", str(tmp_path / "cache"), "--models", "squeezenet1_0", "--epochs", "1"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((out / "cross_tones.json").read_text())["rows"]
+    assert set(rows) == {
+        "baseline (log-mel stats + logistic regression)",
+        "squeezenet1_0 from scratch",
+        "musicnn zero-shot (p(happy) - p(sad))",
+        "musicnn probe (penultimate)",
+        "musicnn probe (pooled)",
+    }
+    assert all(set(scored) == {"more_tones"} for scored in rows.values())
+    # high tones against low ones: a linear model on either set's features separates them
+    assert rows["baseline (log-mel stats + logistic regression)"]["more_tones"]["roc_auc"] == 1.0
+    assert rows["musicnn probe (penultimate)"]["more_tones"]["roc_auc"] == 1.0
+    assert (out / "embeddings" / "more_tones.npz").is_file()
+    assert "| musicnn probe (pooled) |" in (out / "cross_tones.md").read_text()
+    # a second run reuses the embeddings and the trained CNN
+    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "embeddings of" not in again.stdout
