@@ -118,8 +118,8 @@ def _cnn_rows(sets_c, names, spec, args, out: Path) -> dict[str, dict[str, dict]
     joined, parts = _joined(sets_c)
     rows: dict[str, dict[str, dict]] = {}
     for k, name in enumerate(names[1:], start=1):
-        rows.setdefault("baseline (log-mel stats + logistic regression)", {})[name] = (
-            _fit_score(fit_baseline(joined, parts[0], parts[k], seed=args.seed))
+        rows.setdefault("baseline (log-mel stats + logistic regression)", {})[name] = _fit_score(
+            fit_baseline(joined, parts[0], parts[k], seed=args.seed)
         )
     for model in args.models:
         config = TrainConfig(model=model, epochs=args.epochs, seed=args.seed)
@@ -156,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     load = dict(cache=args.cache, workers=args.workers, progress=not args.quiet, label_names=LABELS)
     m_spec = musicnn_spec()
     c_spec = FeatureSpec(sample_rate=22050, n_mels=64)
-    sets_m = [_first_seconds(load_dataset(p, m_spec, **load)[0], m_spec, args.seconds) for p in paths]
-    sets_c = [_first_seconds(load_dataset(p, c_spec, **load)[0], c_spec, args.seconds) for p in paths]
+    sets_m = [
+        _first_seconds(load_dataset(p, m_spec, **load)[0], m_spec, args.seconds) for p in paths
+    ]
+    sets_c = [
+        _first_seconds(load_dataset(p, c_spec, **load)[0], c_spec, args.seconds) for p in paths
+    ]
     rows = _cnn_rows(sets_c, names, c_spec, args, out)
     rows.update(_musicnn_rows(sets_m, names, args, out))
     counts = ", ".join(f"{n} {len(s.recordings)}" for n, s in zip(names, sets_m))
