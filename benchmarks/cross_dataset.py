@@ -98,7 +98,7 @@ def _musicnn_rows(sets_m, names, args, out: Path) -> dict[str, dict[str, dict]]:
     table, labels, ids = recording_table(joined, emb)
     positive = labels == LABELS.index(POSITIVE)
     groups = np.array([joined.recordings[i].group for i in ids])
-    owner = np.array([int(g.split(":", 1)[0]) for g in groups])
+    owner = np.repeat(np.arange(len(sets_m)), [len(s.recordings) for s in sets_m])[ids]
     train = np.flatnonzero(owner == 0)
     rows: dict[str, dict[str, dict]] = {}
     for k, name in enumerate(names[1:], start=1):
@@ -116,6 +116,7 @@ def _musicnn_rows(sets_m, names, args, out: Path) -> dict[str, dict[str, dict]]:
 def _cnn_rows(sets_c, names, spec, args, out: Path) -> dict[str, dict[str, dict]]:
     """The baseline's and each CNN's scores of each scored set, trained on the first."""
     joined, parts = _joined(sets_c)
+    cpu = resolve_device("cpu")
     rows: dict[str, dict[str, dict]] = {}
     for k, name in enumerate(names[1:], start=1):
         rows.setdefault("baseline (log-mel stats + logistic regression)", {})[name] = _fit_score(
@@ -128,7 +129,7 @@ def _cnn_rows(sets_c, names, spec, args, out: Path) -> dict[str, dict[str, dict]
         state = load_checkpoint(run / "last.pt")
         net, trained_spec = model_from_checkpoint(state), FeatureSpec.from_dict(state["spec"])
         for k, name in enumerate(names[1:], start=1):
-            probs, _ = predict(net, joined, parts[k], trained_spec, resolve_device("cpu"))
+            probs, _ = predict(net, joined, parts[k], trained_spec, cpu)
             ev = evaluation(probs, joined.labels[parts[k]], joined.index[parts[k], 0], LABELS)
             rows.setdefault(f"{model} from scratch", {})[name] = _fit_score(ev)
     return rows

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures_audio import write_register_dataset
 
 from musemo.timing import wall_ms_each
 
@@ -66,8 +67,6 @@ def test_wall_ms_each_times_the_functions_in_turn():
 
 @pytest.mark.slow
 def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, musicnn_wheel):
-    from fixtures_audio import write_register_dataset
-
     source = write_register_dataset(tmp_path / "tones", per_label=4, seconds=5.5)
     target = write_register_dataset(tmp_path / "more_tones", per_label=3, seconds=5.5)
     out = tmp_path / "cross"
