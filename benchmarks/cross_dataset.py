@@ -12,7 +12,8 @@ or ``musemo datasets render-midi`` (EMOPIA). Every recording is cut to its first
 recording of each scored set: the log-mel baseline; each CNN from scratch
 (``--models``, trained on all of ``--train``, the last epoch scored); musicnn zero-shot
 (threshold from ``--train``); musicnn probes (logistic regression on recording-mean
-embeddings, C by grouped inner CV on ``--train``).
+embeddings, C by grouped inner CV on ``--train``); with ``--finetune``, musicnn
+fine-tuned on ``--train`` (the last epoch scored).
 
 Writes ``OUT/cross_<train>.json`` and ``.md``; the MSD_musicnn embeddings of each set are
 kept in ``OUT/embeddings/<set>.npz`` (derived from the audio: keep them private).
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from real_music import POSITIVE, _fit_score
+from real_music import POSITIVE, _fit_score, add_finetune_options, finetune_config
 
 from musemo._atomic import atomic_path, write_text
 from musemo.data import load_dataset
@@ -113,10 +114,23 @@ def _musicnn_rows(sets_m, names, args, out: Path) -> dict[str, dict[str, dict]]:
     return rows
 
 
+def _trained_scores(joined, parts, names, spec, config, run: Path, quiet: bool) -> dict:
+    """``config`` trained on the first set (the last epoch kept), scored on every other."""
+    fit(joined, parts[0], parts[1], spec, config, run, resume=True, progress=not quiet)
+    state = load_checkpoint(run / "last.pt")
+    net, trained_spec = model_from_checkpoint(state), FeatureSpec.from_dict(state["spec"])
+    cpu = resolve_device("cpu")
+    scores = {}
+    for k, name in enumerate(names[1:], start=1):
+        probs, _ = predict(net, joined, parts[k], trained_spec, cpu)
+        ev = evaluation(probs, joined.labels[parts[k]], joined.index[parts[k], 0], LABELS)
+        scores[name] = _fit_score(ev)
+    return scores
+
+
 def _cnn_rows(sets_c, names, spec, args, out: Path) -> dict[str, dict[str, dict]]:
     """The baseline's and each CNN's scores of each scored set, trained on the first."""
     joined, parts = _joined(sets_c)
-    cpu = resolve_device("cpu")
     rows: dict[str, dict[str, dict]] = {}
     for k, name in enumerate(names[1:], start=1):
         rows.setdefault("baseline (log-mel stats + logistic regression)", {})[name] = _fit_score(
@@ -125,14 +139,20 @@ def _cnn_rows(sets_c, names, spec, args, out: Path) -> dict[str, dict[str, dict]
     for model in args.models:
         config = TrainConfig(model=model, epochs=args.epochs, seed=args.seed)
         run = out / model / f"from_{names[0]}"
-        fit(joined, parts[0], parts[1], spec, config, run, resume=True, progress=not args.quiet)
-        state = load_checkpoint(run / "last.pt")
-        net, trained_spec = model_from_checkpoint(state), FeatureSpec.from_dict(state["spec"])
-        for k, name in enumerate(names[1:], start=1):
-            probs, _ = predict(net, joined, parts[k], trained_spec, cpu)
-            ev = evaluation(probs, joined.labels[parts[k]], joined.index[parts[k], 0], LABELS)
-            rows.setdefault(f"{model} from scratch", {})[name] = _fit_score(ev)
+        rows[f"{model} from scratch"] = _trained_scores(
+            joined, parts, names, spec, config, run, args.quiet
+        )
     return rows
+
+
+def _finetuned_row(sets_m, names, spec, args, out: Path) -> dict[str, dict[str, dict]]:
+    """musicnn fine-tuned on the first set, scored on each other."""
+    joined, parts = _joined(sets_m)
+    config = finetune_config(args)
+    run = out / "musicnn" / f"from_{names[0]}"
+    return {
+        "musicnn fine-tuned": _trained_scores(joined, parts, names, spec, config, run, args.quiet)
+    }
 
 
 def _table(rows: dict[str, dict[str, dict]], names: list[str], title: str) -> str:
@@ -165,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = _cnn_rows(sets_c, names, c_spec, args, out)
     rows.update(_musicnn_rows(sets_m, names, args, out))
+    if args.finetune:
+        rows.update(_finetuned_row(sets_m, names, m_spec, args, out))
     counts = ", ".join(f"{n} {len(s.recordings)}" for n, s in zip(names, sets_m))
     title = (
         f"Trained on {names[0]}, scored on {', '.join(names[1:])}; recordings: {counts}; "
@@ -188,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", nargs="*", default=[], help="CNNs to train from scratch")
     p.add_argument("--epochs", type=int, default=15, help="epochs of the CNNs")
+    add_finetune_options(p)
     p.add_argument("--quiet", action="store_true")
     return p
 

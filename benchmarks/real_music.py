@@ -155,12 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             rows.setdefault(f"{model} from scratch", []).append(_fit_score(result))
         if args.finetune:
-            config = TrainConfig(
-                model="musicnn", weights="pretrained", epochs=args.finetune_epochs,
-                seed=args.seed, frozen=tuple(args.freeze),
-            )  # fmt: skip
             result = fit(
-                data_m, _rows_of(data_m, train_set), _rows_of(data_m, val_set), m_spec, config,
+                data_m, _rows_of(data_m, train_set), _rows_of(data_m, val_set), m_spec,
+                finetune_config(args),
                 out / "musicnn" / f"fold{i}", resume=True, progress=progress,
             )  # fmt: skip
             rows.setdefault("musicnn fine-tuned", []).append(_fit_score(result))
@@ -175,6 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def add_finetune_options(p: argparse.ArgumentParser) -> None:
+    """``--finetune`` and its settings, shared with ``cross_dataset.py``."""
+    p.add_argument("--finetune", action="store_true", help="also fine-tune musicnn")
+    p.add_argument("--finetune-epochs", type=int, default=3)
+    p.add_argument("--freeze", nargs="*", default=["input_bn", "frontend"],
+                   help="musicnn modules kept frozen while fine-tuning")  # fmt: skip
+
+
+def finetune_config(args: argparse.Namespace) -> TrainConfig:
+    """musicnn from the wheel's weights, trained as ``--finetune`` asks."""
+    return TrainConfig(
+        model="musicnn", weights="pretrained", epochs=args.finetune_epochs, seed=args.seed,
+        frozen=tuple(args.freeze),
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="two-label manifest or folder (happy / sad)")
@@ -187,10 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loudness", type=float, default=None, metavar="DBFS")
     p.add_argument("--models", nargs="*", default=[], help="CNNs to train from scratch")
     p.add_argument("--epochs", type=int, default=15, help="epochs of the CNNs")
-    p.add_argument("--finetune", action="store_true", help="also fine-tune musicnn")
-    p.add_argument("--finetune-epochs", type=int, default=4)
-    p.add_argument("--freeze", nargs="*", default=["input_bn", "frontend"],
-                   help="musicnn modules kept frozen while fine-tuning")  # fmt: skip
+    add_finetune_options(p)
     p.add_argument("--quiet", action="store_true")
     return p
 

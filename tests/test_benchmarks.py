@@ -76,7 +76,7 @@ def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, 
             str(ROOT / "benchmarks" / "cross_dataset.py"),
             *("--train", str(source), "--score", str(target), "--out", str(out)),
             *("--cache", str(tmp_path / "cache"), "--models", "squeezenet1_0", "--epochs", "1"),
-            "--quiet",
+            *("--finetune", "--finetune-epochs", "1", "--quiet"),
         ],
         capture_output=True,
         text=True,
@@ -90,13 +90,51 @@ def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, 
         "musicnn zero-shot (p(happy) - p(sad))",
         "musicnn probe (penultimate)",
         "musicnn probe (pooled)",
+        "musicnn fine-tuned",
     }
     assert all(set(scored) == {"more_tones"} for scored in rows.values())
     # high tones against low ones: a linear model on either set's features separates them
     assert rows["baseline (log-mel stats + logistic regression)"]["more_tones"]["roc_auc"] == 1.0
     assert rows["musicnn probe (penultimate)"]["more_tones"]["roc_auc"] == 1.0
     assert (out / "embeddings" / "more_tones.npz").is_file()
+    assert (out / "musicnn" / "from_tones" / "last.pt").is_file()
     assert "| musicnn probe (pooled) |" in (out / "cross_tones.md").read_text()
-    # a second run reuses the embeddings and the trained CNN
+    # a second run reuses the embeddings and the trained networks, and scores them alike
     again = subprocess.run(proc.args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "embeddings of" not in again.stdout
+    assert json.loads((out / "cross_tones.json").read_text())["rows"] == rows
+
+
+@pytest.mark.slow
+def test_real_music_benchmark_scores_every_row_on_the_same_folds(tmp_path, musicnn_wheel):
+    data = write_register_dataset(tmp_path / "tones", per_label=6, seconds=5.5)
+    out = tmp_path / "runs"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "real_music.py"),
+            *("--data", str(data), "--out", str(out), "--cache", str(tmp_path / "cache")),
+            *("--folds", "2", "--models", "squeezenet1_0", "--epochs", "1"),
+            *("--finetune", "--finetune-epochs", "1", "--quiet"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    models = json.loads((out / "real_music.json").read_text())["models"]
+    assert set(models) == {
+        "baseline (log-mel stats + logistic regression)",
+        "musicnn zero-shot (p(happy) - p(sad))",
+        "musicnn probe (penultimate)",
+        "musicnn probe (pooled)",
+        "musicnn probe (pooled + MTT_musicnn)",
+        "squeezenet1_0 from scratch",
+        "musicnn fine-tuned",
+    }
+    assert all(len(m["folds"]) == 2 for m in models.values())
+    # high tones against low ones: a linear model on the log-mel statistics separates them
+    assert models["baseline (log-mel stats + logistic regression)"]["roc_auc"]["mean"] == 1.0
+    assert (out / "musicnn" / "fold1" / "last.pt").is_file()
+    assert (out / "squeezenet1_0" / "fold1" / "last.pt").is_file()
+    assert "| musicnn fine-tuned |" in (out / "real_music.md").read_text()
