@@ -17,15 +17,16 @@ from musemo.timing import wall_ms_each
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``benchmarks/SCRIPT ARGS`` in a fresh interpreter, its output captured."""
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_features_benchmark_quick_run(tmp_path):
     out = tmp_path / "features.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "features.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_benchmark("features.py", "--quick", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "musemo.melspectrogram" in proc.stdout
     data = json.loads(out.read_text())
@@ -35,15 +36,9 @@ def test_features_benchmark_quick_run(tmp_path):
 @pytest.mark.slow
 def test_cache_scale_benchmark_small_run(tmp_path):
     out = tmp_path / "cache_scale.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "cache_scale.py"),
-            *("--n", "20", "--root", str(tmp_path / "scale"), "--json", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_benchmark(
+        "cache_scale.py",
+        *("--n", "20", "--root", str(tmp_path / "scale"), "--json", str(out)),
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
@@ -70,17 +65,11 @@ def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, 
     source = write_register_dataset(tmp_path / "tones", per_label=4, seconds=5.5)
     target = write_register_dataset(tmp_path / "more_tones", per_label=3, seconds=5.5)
     out = tmp_path / "cross"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "cross_dataset.py"),
-            *("--train", str(source), "--score", str(target), "--out", str(out)),
-            *("--cache", str(tmp_path / "cache"), "--models", "squeezenet1_0", "--epochs", "1"),
-            *("--finetune", "--finetune-epochs", "1", "--quiet"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_benchmark(
+        "cross_dataset.py",
+        *("--train", str(source), "--score", str(target), "--out", str(out)),
+        *("--cache", str(tmp_path / "cache"), "--models", "squeezenet1_0", "--epochs", "1"),
+        *("--finetune", "--finetune-epochs", "1", "--quiet"),
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((out / "cross_tones.json").read_text())["rows"]
@@ -109,17 +98,11 @@ def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, 
 def test_real_music_benchmark_scores_every_row_on_the_same_folds(tmp_path, musicnn_wheel):
     data = write_register_dataset(tmp_path / "tones", per_label=6, seconds=5.5)
     out = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "real_music.py"),
-            *("--data", str(data), "--out", str(out), "--cache", str(tmp_path / "cache")),
-            *("--folds", "2", "--models", "squeezenet1_0", "--epochs", "1"),
-            *("--finetune", "--finetune-epochs", "1", "--quiet"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_benchmark(
+        "real_music.py",
+        *("--data", str(data), "--out", str(out), "--cache", str(tmp_path / "cache")),
+        *("--folds", "2", "--models", "squeezenet1_0", "--epochs", "1"),
+        *("--finetune", "--finetune-epochs", "1", "--quiet"),
     )
     assert proc.returncode == 0, proc.stderr
     models = json.loads((out / "real_music.json").read_text())["models"]
