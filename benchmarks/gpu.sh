@@ -37,8 +37,12 @@ stage "CUDA tests"
 timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" --junitxml="$out/pytest.xml" \
   tests/test_cuda.py tests/test_augment.py
 
-stage "training throughput, 128x431 (the paper's input)"
-timeout 180 python3 benchmarks/train_speed.py --device cuda --windows 3 --json "$out/train_speed.json"
+stage "training throughput, each model's own input (CNNs 128x431, musicnn 96x187)"
+timeout 240 python3 benchmarks/train_speed.py --device cuda --windows 3 --json "$out/train_speed.json"
+
+stage "musicnn fine-tuning throughput, front end frozen (as the README's fine-tuned row)"
+timeout 90 python3 benchmarks/train_speed.py --device cuda --windows 3 --models musicnn \
+  --freeze input_bn frontend --json "$out/train_speed_musicnn_frozen.json"
 
 # Cross-validation runs, '|'-separated argument lists for crossval.py run, e.g.
 #   CV_RUNS='--models squeezenet1_0 --epochs 30|--models resnet18 --mixup 0.2'

@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""Training and inference throughput of the four CNNs, in sub-clips per second.
+"""Training and inference throughput of the four CNNs and musicnn, in sub-clips per second.
 
 Each model trains (forward, cross-entropy, backward, AdamW step) on batches of
 random log-mel-shaped input, exactly as ``musemo.training.fit`` runs it: channels_last,
 and on CUDA the mixed precision of ``--amp`` (bf16, or fp16 with a GradScaler).
 Warm-up steps (cudnn autotuning, allocator) are not timed; the throughput is the
-median over timed windows of several steps, synchronised with the GPU.
+median over timed windows of several steps, synchronised with the GPU. Each model
+gets its own input unless ``--shape`` says otherwise: the paper's 128 x 431 log-mel for
+the CNNs, a 96 x 187 patch for musicnn; ``--freeze`` keeps modules out of training as
+``musemo train --freeze`` does (musicnn fine-tuned with ``input_bn frontend``).
 
     python benchmarks/train_speed.py --device cuda                 # 4 models x fp32/bf16/fp16
     python benchmarks/train_speed.py --device cpu --models squeezenet1_0 --steps 5
     python benchmarks/train_speed.py --shape 64 216 --batch-size 64
+    python benchmarks/train_speed.py --models musicnn --freeze input_bn frontend
 
 Writes ``benchmarks/results/train_speed.json`` (or ``--json``) atomically.
 """
@@ -27,9 +31,20 @@ from pathlib import Path
 import torch
 
 from musemo._atomic import write_text
+from musemo.errors import ParameterError
+from musemo.features import musicnn_spec
 from musemo.training import MODELS, build_model
+from musemo.training.loop import freeze
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PAPER_SHAPE = (128, 431)
+
+
+def input_shape(name: str, shape: tuple[int, int] | None) -> tuple[int, int]:
+    """``shape``, else the model's own input (n_mels, frames)."""
+    if shape is not None:
+        return shape
+    return musicnn_spec().clip_shape if name == "musicnn" else PAPER_SHAPE
 
 
 def _sync(device: torch.device) -> None:
@@ -47,11 +62,15 @@ def measure(
     warmup: int,
     steps: int,
     windows: int,
+    frozen: tuple[str, ...] = (),
 ) -> dict:
-    """Train and inference sub-clips/s of one model at one precision."""
+    """Train and inference sub-clips/s of one model at one precision, the ``frozen``
+    modules out of training (no gradient, batch norms in eval mode)."""
     torch.manual_seed(0)
     model = build_model(name, n_classes=2).to(device).to(memory_format=torch.channels_last)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    freeze(model, frozen)
+    learning = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(learning, lr=1e-4)
     dtype = PRECISIONS[precision]
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     x = torch.randn(batch_size, 1, *shape, device=device).contiguous(
@@ -74,9 +93,12 @@ def measure(
         ):
             model(x)
 
-    out = {"model": name, "precision": precision, "batch_size": batch_size}
+    out = {"model": name, "precision": precision, "batch_size": batch_size,
+           "shape": list(shape), "frozen": list(frozen)}  # fmt: skip
     for label, step in (("train", train_step), ("infer", infer_step)):
         model.train(label == "train")
+        for module in frozen:
+            model.get_submodule(module).eval()
         for _ in range(warmup):
             step()
         _sync(device)
@@ -99,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS))
-    parser.add_argument("--shape", nargs=2, type=int, default=(128, 431), metavar=("MELS", "T"))
+    parser.add_argument("--shape", nargs=2, type=int, metavar=("MELS", "T"),
+                        help="input of every model (default: each model's own)")  # fmt: skip
+    parser.add_argument("--freeze", nargs="+", default=[], metavar="MODULE",
+                        help="modules kept frozen, e.g. input_bn frontend (musicnn)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
@@ -117,26 +142,33 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cpu = platform.processor() or platform.machine()
         hardware = f"{cpu}, {torch.get_num_threads()} threads"
-    print(f"# {hardware} | torch {torch.__version__} | input {args.shape[0]}x{args.shape[1]}")
-    print("| model | precision | batch | train sub-clips/s | inference sub-clips/s | peak GiB |")
-    print("|---|---|---|---|---|---|")
+    frozen = f" | frozen: {' '.join(args.freeze)}" if args.freeze else ""
+    print(f"# {hardware} | torch {torch.__version__}{frozen}")
+    print("| model | input | precision | batch | train sub-clips/s | inference sub-clips/s "
+          "| peak GiB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for name in args.models:
         for precision in precisions:
-            row = measure(
-                name,
-                precision,
-                device=device,
-                shape=tuple(args.shape),
-                batch_size=args.batch_size,
-                warmup=args.warmup,
-                steps=args.steps,
-                windows=args.windows,
-            )
+            try:
+                row = measure(
+                    name,
+                    precision,
+                    device=device,
+                    shape=input_shape(name, args.shape and tuple(args.shape)),
+                    batch_size=args.batch_size,
+                    warmup=args.warmup,
+                    steps=args.steps,
+                    windows=args.windows,
+                    frozen=tuple(args.freeze),
+                )
+            except ParameterError as exc:  # e.g. --freeze names a module the model lacks
+                parser.error(str(exc))
             rows.append(row)
             peak = row.get("peak_memory_gib")
             print(
-                f"| {name} | {precision} | {args.batch_size} | {row['train_subclips_per_s']:.0f} "
+                f"| {name} | {'x'.join(map(str, row['shape']))} | {precision} | {args.batch_size} "
+                f"| {row['train_subclips_per_s']:.0f} "
                 f"| {row['infer_subclips_per_s']:.0f} | {'—' if peak is None else f'{peak:.1f}'} |",
                 flush=True,
             )
@@ -144,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         "hardware": hardware,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "shape": list(args.shape),
         "rows": rows,
     }
     path = Path(args.json)

@@ -48,6 +48,25 @@ def test_cache_scale_benchmark_small_run(tmp_path):
     assert not (tmp_path / "scale").exists()
 
 
+@pytest.mark.slow
+def test_train_speed_gives_each_model_its_own_input_and_honours_freeze(tmp_path):
+    out = tmp_path / "speed.json"
+    quick = ("--device", "cpu", "--batch-size", "2", "--warmup", "1", "--steps", "1",
+             "--windows", "1", "--json", str(out))  # fmt: skip
+    proc = run_benchmark("train_speed.py", "--models", "squeezenet1_0", "musicnn", *quick)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["squeezenet1_0"]["shape"] == [128, 431] and rows["musicnn"]["shape"] == [96, 187]
+    assert "| musicnn | 96x187 | fp32 | 2 |" in proc.stdout
+    frozen = ("--freeze", "input_bn", "frontend")
+    proc = run_benchmark("train_speed.py", "--models", "musicnn", *frozen, *quick)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["frozen"] == ["input_bn", "frontend"] and row["train_subclips_per_s"] > 0
+    proc = run_benchmark("train_speed.py", "--models", "squeezenet1_0", *frozen, *quick)
+    assert proc.returncode != 0 and "frozen module 'input_bn'" in proc.stderr
+
+
 def test_wall_ms_each_times_the_functions_in_turn():
     calls = []
     fns = {
