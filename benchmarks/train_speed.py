@@ -10,7 +10,7 @@ gets its own input unless ``--shape`` says otherwise: the paper's 128 x 431 log-
 the CNNs, a 96 x 187 patch for musicnn; ``--freeze`` keeps modules out of training as
 ``musemo train --freeze`` does (musicnn fine-tuned with ``input_bn frontend``).
 
-    python benchmarks/train_speed.py --device cuda                 # 4 models x fp32/bf16/fp16
+    python benchmarks/train_speed.py --device cuda                 # 5 models x fp32/bf16/fp16
     python benchmarks/train_speed.py --device cpu --models squeezenet1_0 --steps 5
     python benchmarks/train_speed.py --shape 64 216 --batch-size 64
     python benchmarks/train_speed.py --models musicnn --freeze input_bn frontend
@@ -32,19 +32,18 @@ import torch
 
 from musemo._atomic import write_text
 from musemo.errors import ParameterError
-from musemo.features import musicnn_spec
+from musemo.features import FeatureSpec, musicnn_spec
 from musemo.training import MODELS, build_model
 from musemo.training.loop import freeze
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PAPER_SHAPE = (128, 431)
 
 
 def input_shape(name: str, shape: tuple[int, int] | None) -> tuple[int, int]:
     """``shape``, else the model's own input (n_mels, frames)."""
     if shape is not None:
         return shape
-    return musicnn_spec().clip_shape if name == "musicnn" else PAPER_SHAPE
+    return (musicnn_spec() if name == "musicnn" else FeatureSpec()).clip_shape
 
 
 def _sync(device: torch.device) -> None:
