@@ -34,7 +34,7 @@ from musemo._atomic import write_text
 from musemo.errors import ParameterError
 from musemo.features import FeatureSpec, musicnn_spec
 from musemo.training import MODELS, build_model
-from musemo.training.loop import freeze
+from musemo.training.loop import freeze, train_mode
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -95,9 +95,7 @@ def measure(
     out = {"model": name, "precision": precision, "batch_size": batch_size,
            "shape": list(shape), "frozen": list(frozen)}  # fmt: skip
     for label, step in (("train", train_step), ("infer", infer_step)):
-        model.train(label == "train")
-        for module in frozen:
-            model.get_submodule(module).eval()
+        train_mode(model, frozen, training=label == "train")
         for _ in range(warmup):
             step()
         _sync(device)

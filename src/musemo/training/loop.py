@@ -102,6 +102,14 @@ def freeze(model, names: tuple[str, ...]) -> None:
         module.requires_grad_(False)
 
 
+def train_mode(model, frozen: tuple[str, ...], training: bool = True) -> None:
+    """``model.train(training)``, the ``frozen`` modules kept in eval mode: their batch
+    norms keep the statistics they came with."""
+    model.train(training)
+    for name in frozen:
+        model.get_submodule(name).eval()
+
+
 def parameter_groups(model, config: TrainConfig) -> list[dict]:
     """The optimiser's groups: with pretrained weights, every layer but the new head
     learns at ``backbone_lr_scale`` of the learning rate."""
@@ -421,9 +429,7 @@ class _Run:
         order = rows[torch.randperm(len(rows), generator=generator).numpy()]
         if w.size > 1:  # equal shares, so every process runs the same number of steps
             order = order[: len(order) // w.size * w.size][w.rank :: w.size]
-        self.model.train()
-        for name in self.config.frozen:  # frozen batch norms keep their statistics
-            self.model.get_submodule(name).eval()
+        train_mode(self.model, self.config.frozen)
         t0 = time.perf_counter()
         loss_sum = correct = 0.0
         shift_rng = np.random.default_rng([c.seed, epoch]) if c.shift else None
