@@ -29,7 +29,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from real_music import POSITIVE, _fit_score, add_finetune_options, finetune_config
+from real_music import (
+    POSITIVE,
+    _fit_score,
+    add_finetune_options,
+    checkpoint_probabilities,
+    finetune_config,
+)
 
 from musemo._atomic import atomic_path, write_text
 from musemo.data import load_dataset
@@ -38,8 +44,6 @@ from musemo.features import FeatureSpec, musicnn_spec
 from musemo.metrics import evaluation
 from musemo.training import TrainConfig, fit
 from musemo.training.baseline import fit_baseline
-from musemo.training.checkpoints import load_checkpoint, model_from_checkpoint
-from musemo.training.loop import predict, resolve_device
 from musemo.training.musicnn import pretrained_musicnn
 from musemo.training.probe import embed_subclips, probe_fold, recording_table, zero_shot_fold
 
@@ -117,12 +121,9 @@ def _musicnn_rows(sets_m, names, args, out: Path) -> dict[str, dict[str, dict]]:
 def _trained_scores(joined, parts, names, spec, config, run: Path, quiet: bool) -> dict:
     """``config`` trained on the first set (the last epoch kept), scored on every other."""
     fit(joined, parts[0], parts[1], spec, config, run, resume=True, progress=not quiet)
-    state = load_checkpoint(run / "last.pt")
-    net, trained_spec = model_from_checkpoint(state), FeatureSpec.from_dict(state["spec"])
-    cpu = resolve_device("cpu")
     scores = {}
     for k, name in enumerate(names[1:], start=1):
-        probs, _ = predict(net, joined, parts[k], trained_spec, cpu)
+        probs = checkpoint_probabilities(run / "last.pt", joined, parts[k])
         ev = evaluation(probs, joined.labels[parts[k]], joined.index[parts[k], 0], LABELS)
         scores[name] = _fit_score(ev)
     return scores

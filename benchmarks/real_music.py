@@ -9,7 +9,9 @@ recordings (``kfold_splits``), so the CNNs' 5 s sub-clips at 22.05 kHz and music
 Rows, per recording: the log-mel baseline; each CNN trained from scratch (``--models``);
 musicnn zero-shot (p(happy) - p(sad), threshold from the training folds); musicnn
 probes (logistic regression on recording-mean embeddings, C by inner grouped CV);
-musicnn fine-tuned (``--finetune``, ``fit`` with the pretrained weights).
+musicnn fine-tuned (``--finetune``, ``fit`` with the pretrained weights), and that
+fine-tuned model averaged with the two-checkpoint probe (the mean of their per-recording
+p(happy), threshold 0.5, equal weights fixed beforehand).
 
     python benchmarks/real_music.py --data /data/4q --out runs/4q --models squeezenet1_0
     python benchmarks/real_music.py --data /data/4q --out runs/4q --loudness -20
@@ -32,18 +34,23 @@ import numpy as np
 from musemo._atomic import atomic_path, write_text
 from musemo.data import kfold_splits, load_dataset
 from musemo.features import FeatureSpec, musicnn_spec
+from musemo.metrics import recording_means
 from musemo.training import TrainConfig, fit
 from musemo.training.baseline import fit_baseline
+from musemo.training.checkpoints import load_checkpoint, model_from_checkpoint
+from musemo.training.loop import predict, resolve_device
 from musemo.training.musicnn import pretrained_musicnn
 from musemo.training.probe import (
     PROBE_FEATURES,
     embed_subclips,
-    probe_fold,
+    fold_scores,
+    probe_scores,
     recording_table,
     zero_shot_fold,
 )
 
 POSITIVE = "happy"
+ENSEMBLE_PROBE = "pooled + MTT_musicnn"  # the probe the fine-tuned model is averaged with
 
 
 def _embeddings(data, out: Path, progress: bool) -> dict[str, np.ndarray]:
@@ -81,6 +88,22 @@ def _recording_folds(data, k: int, seed: int) -> list[tuple[set, set]]:
 def _rows_of(data, recordings: set) -> np.ndarray:
     paths = np.array([str(r.path) for r in data.recordings])
     return np.flatnonzero(np.isin(paths[data.index[:, 0]], list(recordings)))
+
+
+def checkpoint_probabilities(path: Path, data, rows: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(len(rows), classes)`` of a checkpoint's model, on the CPU."""
+    state = load_checkpoint(path)
+    spec = FeatureSpec.from_dict(state["spec"])
+    probs, _ = predict(model_from_checkpoint(state), data, rows, spec, resolve_device("cpu"))
+    return probs
+
+
+def _recording_positive(data, rows: np.ndarray, probs: np.ndarray, ids: np.ndarray):
+    """Each recording's mean p(POSITIVE), in the order of the recording ids ``ids``."""
+    found, means, _ = recording_means(probs, data.index[rows, 0])
+    if not np.array_equal(found, ids):
+        raise SystemExit("the fine-tuned model and the probe scored different recordings")
+    return means[:, data.label_names.index(POSITIVE)]
 
 
 def _fit_score(result: dict) -> dict:
@@ -143,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.setdefault("musicnn zero-shot (p(happy) - p(sad))", []).append(
             zero_shot_fold(table, positive, train, val)
         )
+        probes = {}
         for features in PROBE_FEATURES:
+            probes[features], c = probe_scores(
+                table, positive, groups, train, val, features=features, seed=args.seed
+            )
             rows.setdefault(f"musicnn probe ({features})", []).append(
-                probe_fold(table, positive, groups, train, val, features=features, seed=args.seed)
+                {**fold_scores(probes[features], positive[val], 0.5), "C": c}
             )
         for model in args.models:
             config = TrainConfig(model=model, epochs=args.epochs, seed=args.seed)
@@ -155,12 +182,17 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             rows.setdefault(f"{model} from scratch", []).append(_fit_score(result))
         if args.finetune:
+            run, val_rows = out / "musicnn" / f"fold{i}", _rows_of(data_m, val_set)
             result = fit(
-                data_m, _rows_of(data_m, train_set), _rows_of(data_m, val_set), m_spec,
-                finetune_config(args),
-                out / "musicnn" / f"fold{i}", resume=True, progress=progress,
+                data_m, _rows_of(data_m, train_set), val_rows, m_spec, finetune_config(args),
+                run, resume=True, progress=progress,
             )  # fmt: skip
             rows.setdefault("musicnn fine-tuned", []).append(_fit_score(result))
+            probs = checkpoint_probabilities(run / "last.pt", data_m, val_rows)
+            tuned = _recording_positive(data_m, val_rows, probs, ids[val])
+            rows.setdefault(f"musicnn fine-tuned + probe ({ENSEMBLE_PROBE})", []).append(
+                fold_scores((tuned + probes[ENSEMBLE_PROBE]) / 2, positive[val], 0.5)
+            )
         summary = _summary(per_fold, args.folds)
         write_text(out / "real_music.json", json.dumps(summary, indent=2))
         write_text(out / "real_music.md", _table(summary, title))

@@ -133,6 +133,7 @@ def test_real_music_benchmark_scores_every_row_on_the_same_folds(tmp_path, music
         "musicnn probe (pooled + MTT_musicnn)",
         "squeezenet1_0 from scratch",
         "musicnn fine-tuned",
+        "musicnn fine-tuned + probe (pooled + MTT_musicnn)",
     }
     assert all(len(m["folds"]) == 2 for m in models.values())
     # high tones against low ones: a linear model on the log-mel statistics separates them

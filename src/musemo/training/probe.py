@@ -77,7 +77,8 @@ def best_threshold(score: np.ndarray, positive: np.ndarray) -> float:
     return float(candidates[int(np.argmax(accuracies))])
 
 
-def _scores(score: np.ndarray, positive: np.ndarray, threshold: float) -> dict:
+def fold_scores(score: np.ndarray, positive: np.ndarray, threshold: float) -> dict:
+    """Balanced accuracy, accuracy (``score > threshold`` is positive) and ROC AUC."""
     return {
         "balanced_accuracy": _balanced(score > threshold, positive),
         "accuracy": float(np.mean((score > threshold) == positive)),
@@ -89,7 +90,7 @@ def zero_shot_fold(table, positive, train, val) -> dict:
     """Zero-shot scores of the ``val`` recordings, the threshold set on ``train``."""
     score = zero_shot_score(table["tags"])
     threshold = best_threshold(score[train], positive[train])
-    return {**_scores(score[val], positive[val], threshold), "threshold": threshold}
+    return {**fold_scores(score[val], positive[val], threshold), "threshold": threshold}
 
 
 def _probe(c: float, seed: int):
@@ -121,9 +122,12 @@ def _choose_c(x, positive, groups, seed: int) -> float:
     return PROBE_C[int(np.argmax(means))]
 
 
-def probe_fold(table, positive, groups, train, val, *, features: str, seed: int = 0) -> dict:
-    """A logistic regression on the ``features`` of the ``train`` recordings, its C chosen
-    by grouped inner cross-validation, scored on ``val``."""
+def probe_scores(
+    table, positive, groups, train, val, *, features: str, seed: int = 0
+) -> tuple[np.ndarray, float]:
+    """p(positive) of the ``val`` recordings from a logistic regression on the
+    ``features`` of the ``train`` recordings, and its C, chosen by grouped inner
+    cross-validation."""
     if features not in PROBE_FEATURES:
         raise ParameterError(f"features {features!r}: choose one of {', '.join(PROBE_FEATURES)}")
     missing = [k for k in PROBE_FEATURES[features] if k not in table]
@@ -132,5 +136,10 @@ def probe_fold(table, positive, groups, train, val, *, features: str, seed: int 
     x = np.concatenate([table[k] for k in PROBE_FEATURES[features]], axis=1)
     c = _choose_c(x[train], positive[train], groups[train], seed)
     clf = _probe(c, seed).fit(x[train], positive[train])
-    score = clf.predict_proba(x[val])[:, list(clf.classes_).index(True)]
-    return {**_scores(score, positive[val], 0.5), "C": c}
+    return clf.predict_proba(x[val])[:, list(clf.classes_).index(True)], c
+
+
+def probe_fold(table, positive, groups, train, val, *, features: str, seed: int = 0) -> dict:
+    """The scores of ``probe_scores`` on the ``val`` recordings, threshold 0.5."""
+    score, c = probe_scores(table, positive, groups, train, val, features=features, seed=seed)
+    return {**fold_scores(score, positive[val], 0.5), "C": c}
