@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musemo.metrics import evaluation, per_recording, scores, softmax
+from musemo.metrics import (
+    evaluation,
+    expected_calibration_error,
+    per_recording,
+    scores,
+    softmax,
+)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -70,3 +76,33 @@ def test_softmax_is_stable_and_sums_to_one():
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     np.testing.assert_allclose(p[0], [1 / (1 + np.exp(-1)), 1 - 1 / (1 + np.exp(-1))])
     np.testing.assert_allclose(p[2], [0.5, 0.5])
+
+
+def test_expected_calibration_error_by_hand():
+    # confidences 0.95, 0.95 (bin 10: one right) and 0.6 (bin 6: right)
+    probs = np.array([[0.95, 0.05], [0.05, 0.95], [0.4, 0.6]])
+    y_true = np.array([0, 0, 1])
+    ece = expected_calibration_error(probs, y_true)
+    assert ece == pytest.approx((2 * abs(0.5 - 0.95) + abs(1 - 0.6)) / 3)
+    # a confidence of exactly 0.6 falls in (0.5, 0.6], not in (0.6, 0.7]
+    assert expected_calibration_error(probs[2:], y_true[2:], n_bins=10) == pytest.approx(0.4)
+    assert np.isnan(expected_calibration_error(np.empty((0, 2)), np.empty(0, dtype=int)))
+
+
+def test_expected_calibration_error_tells_calibrated_from_overconfident():
+    rng = np.random.default_rng(0)
+    p_first = rng.uniform(0, 1, 20_000)
+    probs = np.stack([p_first, 1 - p_first], axis=1)
+    drawn = np.where(rng.uniform(size=p_first.size) < p_first, 0, 1)  # labels drawn from probs
+    assert expected_calibration_error(probs, drawn) < 0.02
+    # always 99 % sure, right 70 % of the time
+    sure = np.tile([0.99, 0.01], (1000, 1))
+    truth = (np.arange(1000) % 10 >= 7).astype(int)
+    assert expected_calibration_error(sure, truth) == pytest.approx(0.29)
+
+
+def test_evaluation_reports_calibration_per_subclip_and_recording():
+    probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6]])
+    ev = evaluation(probs, np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ("happy", "sad"))
+    assert ev["subclip"]["ece"] == pytest.approx(np.mean([0.1, 0.3, 0.2, 0.4]))
+    assert ev["recording"]["ece"] == pytest.approx(np.mean([0.2, 0.3]))  # means 0.8 and 0.7

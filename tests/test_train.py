@@ -183,7 +183,8 @@ def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
     scores = tmp_path / "scores.json"
     assert main(["evaluate", str(out / "best.pt"), *common, "--json", str(scores)]) == 0
     assert "recording accuracy" in capsys.readouterr().out
-    assert json.loads(scores.read_text())["recording"]["n"] == 16
+    recording = json.loads(scores.read_text())["recording"]
+    assert recording["n"] == 16 and 0 <= recording["ece"] <= 1
     assert main(["evaluate", str(tmp_path / "nothing.pt"), *common]) == 2
     # a manifest listing files outside its own folder needs --allow-outside-root
     listed = tmp_path / "listed"

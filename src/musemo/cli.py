@@ -281,7 +281,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{state['model']} on {args.data}: sub-clip accuracy {ev['subclip']['accuracy']:.3f} "
         f"(n={ev['subclip']['n']}), recording accuracy {ev['recording']['accuracy']:.3f} "
-        f"(n={ev['recording']['n']})"
+        f"(n={ev['recording']['n']}), its calibration error (ECE) {ev['recording']['ece']:.3f}"
     )
     if args.json:
         write_text(args.json, json.dumps(ev, indent=2))

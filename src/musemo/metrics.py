@@ -67,20 +67,36 @@ def per_recording(
     return ids, truth, means.argmax(axis=1)
 
 
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, *, n_bins: int = 10) -> float:
+    """How far confidence is from accuracy: the top label's probability of each row
+    ``(n, classes)`` in ``n_bins`` equal-width bins, the mean over rows of
+    |accuracy - mean confidence| of their bin. 0 for a calibrated model; NaN when empty."""
+    if len(probs) == 0:
+        return float("nan")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    # bins (k/n, (k+1)/n], the first closed below
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    gap = np.bincount(bins, correct - confidence, minlength=n_bins)
+    return float(np.abs(gap).sum() / len(probs))
+
+
 def evaluation(
     probs: np.ndarray, y_true: np.ndarray, recording: np.ndarray, label_names: tuple[str, ...]
 ) -> dict:
     """Scores per sub-clip and per recording from class probabilities ``(n, classes)``."""
     n = len(label_names)
     _, rec_true, rec_pred = per_recording(probs, recording, y_true)
+    _, means, _ = recording_means(probs, recording)
     result = {
         "labels": list(label_names),
         "subclip": scores(y_true, probs.argmax(axis=1), n),
         "recording": scores(rec_true, rec_pred, n),
     }
+    result["subclip"]["ece"] = expected_calibration_error(probs, y_true)
+    result["recording"]["ece"] = expected_calibration_error(means, rec_true)
     if n == 2:  # ROC AUC of the second label's (mean) probability
         result["subclip"]["roc_auc"] = roc_auc(probs[:, 1], y_true == 1)
-        _, means, _ = recording_means(probs, recording)
         result["recording"]["roc_auc"] = roc_auc(means[:, 1], rec_true == 1)
     return result
 
