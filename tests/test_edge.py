@@ -169,6 +169,26 @@ def test_silence_is_named_and_silent_windows_are_skipped(int8_tflite):
     assert result.probabilities == pytest.approx(dict(zip(sorted(clf.labels), heard)))
 
 
+def test_uncertain_recordings_and_window_shares(int8_tflite):
+    y = _chord(3.0)
+    y[TINY_SR : 2 * TINY_SR] = 0.0  # a silent window: left out of the shares
+    result = Classifier(int8_tflite).predict_array(y, TINY_SR)
+    heard = [w for w in result.windows if not w.silent]
+    assert len(heard) == 2 and sum(result.window_shares.values()) == pytest.approx(1.0)
+    for label, share in result.window_shares.items():
+        assert share == sum(w.label == label for w in heard) / 2
+    top, runner_up = sorted(result.probabilities.values(), reverse=True)
+    gap = top - runner_up
+    assert Classifier(int8_tflite, uncertain_margin=gap + 1e-3).predict_array(y, TINY_SR).uncertain
+    if gap > 1e-3:
+        sure = Classifier(int8_tflite, uncertain_margin=gap - 1e-3).predict_array(y, TINY_SR)
+        assert not sure.uncertain and sure.label == result.label
+    assert not Classifier(int8_tflite, uncertain_margin=0).predict_array(y, TINY_SR).uncertain
+    for bad in (-0.1, 1.5, float("nan"), "0.2"):
+        with pytest.raises(ParameterError, match="uncertain_margin=.*must lie in"):
+            Classifier(int8_tflite, uncertain_margin=bad)
+
+
 @pytest.mark.parametrize(
     "y, error, message",
     [
@@ -293,8 +313,18 @@ def test_infer_command(squeezenet_export, chord_recordings, tmp_path, capsys):
     files = [str(folder / "happy" / "happy1.wav"), str(folder / "sad" / "sad1.wav")]
     assert main(["infer", model, *files]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(files[0] + ": ")
-    assert "over 4 windows" in lines[0]
+    assert len(lines) == 3 and lines[0].startswith(files[0] + ": ")
+    assert " of 4 windows " in lines[0]
+    assert lines[2].startswith("2 files: happy ") and ", uncertain " in lines[2]
+    # a folder: its audio files, recursively; --uncertain 1 leaves no label standing
+    assert main(["infer", model, str(folder), "--uncertain", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    n = len(list(folder.rglob("*.wav")))
+    assert len(lines) == n + 1 and all(": uncertain (" in line for line in lines[:-1])
+    assert lines[-1] == f"{n} files: happy 0, sad 0, uncertain {n}"
+    (tmp_path / "empty").mkdir()
+    assert main(["infer", model, str(tmp_path / "empty")]) == 1
+    assert "empty holds no audio files (.wav, .flac" in capsys.readouterr().err
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....WAVEfmt nonsense")
     short = tmp_path / "short.wav"
@@ -306,7 +336,7 @@ def test_infer_command(squeezenet_export, chord_recordings, tmp_path, capsys):
     assert results[1]["padded"] is True
     assert "cannot decode audio file" in captured.err and "padded with silence" in captured.err
     assert main(["infer", model]) == 2
-    assert "give audio files to classify, or --live" in capsys.readouterr().err
+    assert "give audio files or folders to classify, or --live" in capsys.readouterr().err
 
 
 def test_live_without_a_usable_input_says_what_to_install(int8_tflite, capsys):

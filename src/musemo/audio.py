@@ -13,6 +13,15 @@ from ._checks import check_sr
 from .errors import AudioError
 
 _BLOCK_FRAMES = 1 << 18
+# the file names taken for audio when a folder is read (what libsndfile decodes)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+
+
+def audio_files(folder: str | os.PathLike) -> list[Path]:
+    """The audio files below ``folder`` (recursively, by ``AUDIO_SUFFIXES``), sorted."""
+    return sorted(
+        p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+    )
 
 
 def load_audio(

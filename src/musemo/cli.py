@@ -388,40 +388,89 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     import json
     import logging
-    import warnings
 
     from .edge.classifier import Classifier
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     clf = Classifier(
-        args.model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad
-    )
+        args.model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
+        uncertain_margin=args.uncertain,
+    )  # fmt: skip
     if args.live:
         return _infer_live(clf, args)
     if not args.files:
-        raise ParameterError("give audio files to classify, or --live")
-    failed = 0
+        raise ParameterError("give audio files or folders to classify, or --live")
+    paths, failed = _infer_inputs(args.files)
     results = []
-    for path in args.files:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = clf.predict_file(path)
-        except (AudioError, ParameterError, OSError) as exc:
+    for path in paths:
+        result = _infer_one(clf, path)
+        if result is None:
             failed += 1
-            print(f"error: {exc}", file=sys.stderr)
             continue
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
         results.append(result.to_dict())
         if not args.json:
-            p = result.probabilities[result.label]
-            windows = " ".join(w.label or "-" for w in result.windows)
-            print(f"{path}: {result.label} ({p:.2f}) over {len(result.windows)} windows: {windows}")
+            print(_infer_line(path, result))
     if args.json:
         print(json.dumps(results, indent=2))
+    elif len(paths) > 1 or failed:
+        print(_infer_summary(results, clf.labels, failed))
     return 1 if failed else 0
+
+
+def _infer_inputs(inputs: list[str]) -> tuple[list[str], int]:
+    """The files to classify: each input file, and the audio files below each folder;
+    with how many inputs were folders without audio (each said on stderr)."""
+    from .audio import AUDIO_SUFFIXES, audio_files
+
+    paths, empty = [], 0
+    for given in inputs:
+        if not Path(given).is_dir():
+            paths.append(given)
+            continue
+        found = audio_files(given)
+        if not found:
+            empty += 1
+            print(f"error: {given} holds no audio files ({', '.join(AUDIO_SUFFIXES)})",
+                  file=sys.stderr)  # fmt: skip
+        paths += [str(p) for p in found]
+    return paths, empty
+
+
+def _infer_one(clf, path: str):
+    """The result for one file, its warnings and errors said on stderr (None: failed)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = clf.predict_file(path)
+    except (AudioError, ParameterError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return result
+
+
+def _infer_line(path: str, result) -> str:
+    """``PATH: happy (0.83), 3 of 4 windows happy: happy happy sad happy``."""
+    p = result.probabilities[result.label]
+    verdict = (
+        f"uncertain ({result.label} {p:.2f})" if result.uncertain else f"{result.label} ({p:.2f})"
+    )
+    heard = sum(not w.silent for w in result.windows)
+    agreeing = round(result.window_shares[result.label] * heard)
+    windows = " ".join(w.label or "-" for w in result.windows)
+    return f"{path}: {verdict}, {agreeing} of {heard} windows {result.label}: {windows}"
+
+
+def _infer_summary(results: list[dict], labels: tuple[str, ...], failed: int) -> str:
+    """``5 files: happy 3, sad 1, uncertain 1; 1 could not be classified``."""
+    counts = {k: sum(r["label"] == k and not r["uncertain"] for r in results) for k in labels}
+    counts["uncertain"] = sum(r["uncertain"] for r in results)
+    line = f"{len(results)} files: " + ", ".join(f"{k} {n}" for k, n in counts.items())
+    return line + (f"; {failed} could not be classified" if failed else "")
 
 
 def _infer_live(clf, args: argparse.Namespace) -> int:
@@ -739,15 +788,26 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_infer(sub) -> None:
+    from .edge.classifier import UNCERTAIN_MARGIN
+
     p = _command(
         sub, "infer", "classify audio files or the microphone with an exported model", _cmd_infer
     )
     p.add_argument("model", help="an exported .onnx or .tflite model (musemo-export)")
-    p.add_argument("files", nargs="*", help="audio files to classify")
+    p.add_argument(
+        "files",
+        nargs="*",
+        help="audio files to classify, or folders (their audio files, recursively)",
+    )
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--threads", type=int, default=1, help="inference threads")
     p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
     p.add_argument("--no-pad", action="store_true", help="refuse audio shorter than one window")
+    p.add_argument(
+        "--uncertain", type=float, default=UNCERTAIN_MARGIN, metavar="MARGIN",
+        help="say 'uncertain' when the top label's probability leads the next one's by less "
+        "than this (two labels: 0.2 is 0.4 < p < 0.6; 0: always a label)",
+    )  # fmt: skip
     p.add_argument("--live", action="store_true", help="classify the microphone (musemo[live])")
     p.add_argument(
         "--input-device",

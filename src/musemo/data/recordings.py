@@ -1,4 +1,4 @@
-"""Labelled recordings: a folder ``ROOT/<label>/*.wav|flac|ogg|mp3`` or a CSV manifest
+"""Labelled recordings: a folder ``ROOT/<label>/`` of audio files or a CSV manifest
 with ``path,label`` and optional ``group`` (the source recording or song; default:
 the file itself) and rating columns."""
 
@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._atomic import write_text
+from ..audio import AUDIO_SUFFIXES, audio_files
 from ..errors import ParameterError
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,14 +27,15 @@ class Recording:
 
 
 def scan_folder(root: str | os.PathLike) -> list[Recording]:
-    """Recordings of ``root/<label>/**/*.<audio>``, labels from the folder names."""
+    """Recordings of ``root/<label>/**/*.<audio>`` (``musemo.audio.AUDIO_SUFFIXES``),
+    labels from the folder names."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such data folder: {root}")
     recordings = []
     labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for label in labels:
-        files = sorted(p for p in (root / label).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        files = audio_files(root / label)
         if not files:
             warnings.warn(
                 f"label folder {root / label} holds no audio files; ignored", stacklevel=2
@@ -43,7 +43,8 @@ def scan_folder(root: str | os.PathLike) -> list[Recording]:
         recordings += [Recording(p, label, p.stem) for p in files]
     if not recordings:
         raise ParameterError(
-            f"{root} holds no labelled audio: expected {root}/<label>/*.wav (or .flac, .ogg, .mp3)"
+            f"{root} holds no labelled audio: expected {root}/<label>/*.wav "
+            f"(or {', '.join(AUDIO_SUFFIXES[1:])})"
         )
     return recordings
 

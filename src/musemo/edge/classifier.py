@@ -28,6 +28,7 @@ from ..metrics import softmax
 from .backends import open_model
 
 SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
+UNCERTAIN_MARGIN = 0.2  # two labels: uncertain while p lies in (0.4, 0.6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +50,18 @@ class WindowResult:
 @dataclasses.dataclass(frozen=True)
 class Result:
     """A whole recording: its windows and the label of their mean probabilities
-    (silent windows left out). ``padded``: shorter than one window, padded with silence."""
+    (silent windows left out). ``uncertain``: that label's mean probability leads the
+    next one's by less than the classifier's ``uncertain_margin``. ``window_shares``:
+    the fraction of the non-silent windows given each label. ``padded``: shorter than
+    one window, padded with silence."""
 
     source: str
     duration: float
     label: str
     probabilities: dict[str, float]
     windows: list[WindowResult]
+    uncertain: bool = False
+    window_shares: dict[str, float] = dataclasses.field(default_factory=dict)
     padded: bool = False
 
     def to_dict(self) -> dict:
@@ -97,6 +103,10 @@ class Classifier:
         Seconds between windows; default the model's sub-clip hop (as it was trained).
     pad_short : bool
         Pad audio shorter than one window with silence (and warn), or refuse it.
+    uncertain_margin : float
+        A recording whose top label's mean probability leads the next one's by less
+        than this is marked ``uncertain`` (0: never). The default, 0.2, marks a
+        two-label recording uncertain while its probability lies between 0.4 and 0.6.
 
     Raises
     ------
@@ -120,7 +130,10 @@ class Classifier:
         threads: int = 1,
         hop_seconds: float | None = None,
         pad_short: bool = True,
+        uncertain_margin: float = UNCERTAIN_MARGIN,
     ) -> None:
+        if not is_number(uncertain_margin) or not 0 <= uncertain_margin <= 1:
+            raise ParameterError(f"uncertain_margin={uncertain_margin!r}: must lie in [0, 1]")
         self.backend = open_model(model_path, threads=threads)
         self.info = self.backend.info
         spec = self.info.spec
@@ -135,6 +148,7 @@ class Classifier:
         self.spec = spec
         self.labels = self.info.labels
         self.pad_short = pad_short
+        self.uncertain_margin = float(uncertain_margin)
         self.extractor = MelExtractor(spec)
         self._silence = 10 ** (SILENCE_DBFS / 20)
 
@@ -201,12 +215,15 @@ class Classifier:
                 f"{source} is silent (below {SILENCE_DBFS:g} dBFS): nothing to classify"
             )
         mean = np.mean([[w.probabilities[k] for k in self.labels] for w in heard], axis=0)
+        top, runner_up = np.sort(mean)[::-1][:2]
         return Result(
             source=source,
             duration=duration,
             label=self.labels[int(mean.argmax())],
             probabilities=dict(zip(self.labels, map(float, mean))),
             windows=windows,
+            uncertain=bool(top - runner_up < self.uncertain_margin),
+            window_shares={k: sum(w.label == k for w in heard) / len(heard) for k in self.labels},
             padded=padded,
         )
 
