@@ -153,7 +153,8 @@ def test_infer_goes_on_past_bad_files(broken_folder, squeezenet_export):
         timeout=300,
     )
     assert run.returncode == 1, run.stderr  # some failed, none crashed
-    classified = {Path(line.split(":")[0]).name for line in run.stdout.splitlines()}
+    *lines, summary = run.stdout.splitlines()
+    classified = {Path(line.split(":")[0]).name for line in lines}
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     # infer pads audio shorter than a window (with a warning) and has nothing to say
     # of silence; otherwise it refuses what the cache refuses
@@ -161,5 +162,7 @@ def test_infer_goes_on_past_bad_files(broken_folder, squeezenet_export):
     refused.add("silence.wav")
     assert classified == {p.name for p in files} - refused
     assert len(errors) == len(refused)
+    assert summary.startswith(f"{len(lines)} files: ")
+    assert summary.endswith(f"; {len(refused)} could not be classified")
     for name in refused:
         assert any(name in line for line in errors), name
