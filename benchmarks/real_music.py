@@ -11,10 +11,15 @@ musicnn zero-shot (p(happy) - p(sad), threshold from the training folds); musicn
 probes (logistic regression on recording-mean embeddings, C by inner grouped CV);
 musicnn fine-tuned (``--finetune``, ``fit`` with the pretrained weights), and that
 fine-tuned model averaged with the two-checkpoint probe (the mean of their per-recording
-p(happy), threshold 0.5, equal weights fixed beforehand).
+p(happy), threshold 0.5, equal weights fixed beforehand). With ``--auxiliary`` (4Q's
+other quadrants, ``musemo datasets 4q SRC OUT --quadrants Q2,Q4``), the two-checkpoint
+probe also learns valence and arousal apart from recordings of all four quadrants
+(``axes_probe_scores``); an auxiliary recording by an artist of the fold being scored
+is left out of that fold's training.
 
     python benchmarks/real_music.py --data /data/4q --out runs/4q --models squeezenet1_0
     python benchmarks/real_music.py --data /data/4q --out runs/4q --loudness -20
+    python benchmarks/real_music.py --data /data/4q --out runs/4q --auxiliary /data/4q-q2q4
 
 Writes ``OUT/real_music.json`` and ``OUT/real_music.md`` after every fold; the musicnn
 embeddings (MSD_musicnn's and MTT_musicnn's, both checkpoints of the wheel) are kept in
@@ -33,6 +38,7 @@ import numpy as np
 
 from musemo._atomic import atomic_path, write_text
 from musemo.data import kfold_splits, load_dataset
+from musemo.data.fourq import QUADRANT_AXES
 from musemo.features import FeatureSpec, musicnn_spec
 from musemo.metrics import recording_means
 from musemo.training import TrainConfig, fit
@@ -42,8 +48,10 @@ from musemo.training.loop import predict, resolve_device
 from musemo.training.musicnn import pretrained_musicnn
 from musemo.training.probe import (
     PROBE_FEATURES,
+    axes_probe_scores,
     embed_subclips,
     fold_scores,
+    probe_inputs,
     probe_scores,
     recording_table,
     zero_shot_fold,
@@ -53,13 +61,14 @@ POSITIVE = "happy"
 ENSEMBLE_PROBE = "pooled + MTT_musicnn"  # the probe the fine-tuned model is averaged with
 
 
-def _embeddings(data, out: Path, progress: bool) -> dict[str, np.ndarray]:
+def _embeddings(data, out: Path, progress: bool, stem: str = "") -> dict[str, np.ndarray]:
     """Both checkpoints' embeddings of every patch, the second's keys as
-    ``MTT_musicnn/penultimate``; cached in OUT per checkpoint."""
+    ``MTT_musicnn/penultimate``; cached in OUT per checkpoint (``STEMembeddings.npz``,
+    ``STEMmtt.npz``)."""
     keys = [str(r.path) for r in data.recordings]
     emb = {}
     for checkpoint, path in (("MSD_musicnn", "embeddings.npz"), ("MTT_musicnn", "mtt.npz")):
-        path = out / path
+        path = out / f"{stem}{path}"
         saved = np.load(path) if path.is_file() else None
         if saved is not None and list(saved["paths"]) == keys:
             found = {k: saved[k] for k in saved.files if k != "paths"}
@@ -73,6 +82,34 @@ def _embeddings(data, out: Path, progress: bool) -> dict[str, np.ndarray]:
         prefix = "" if checkpoint == "MSD_musicnn" else f"{checkpoint}/"
         emb.update({prefix + k: v for k, v in found.items()})
     return emb
+
+
+def _auxiliary(args, spec: FeatureSpec, out: Path, load: dict) -> tuple[np.ndarray, ...]:
+    """The ``--auxiliary`` recordings' probe inputs, (valence, arousal) and groups."""
+    data, _ = load_dataset(args.auxiliary, spec, **load)
+    unknown = sorted(set(data.label_names) - set(QUADRANT_AXES))
+    if unknown:
+        raise SystemExit(f"--auxiliary labels {unknown}: expected 4Q quadrants "
+                         f"({', '.join(QUADRANT_AXES)})")  # fmt: skip
+    table, labels, ids = recording_table(data, _embeddings(data, out, not args.quiet, "aux_"))
+    axes = np.array([QUADRANT_AXES[data.label_names[k]] for k in labels])
+    groups = np.array([data.recordings[i].group for i in ids])
+    return probe_inputs(table, ENSEMBLE_PROBE), axes, groups
+
+
+def _axes_fold(table, labels, groups, train, val, aux, seed: int) -> dict:
+    """The valence + arousal probe of one fold: its training recordings and the
+    auxiliary ones by other artists than the fold's, scored on ``val``."""
+    x_aux, axes_aux, groups_aux = aux
+    x = probe_inputs(table, ENSEMBLE_PROBE)
+    other = ~np.isin(groups_aux, groups[val])
+    axes = np.array([QUADRANT_AXES[name] for name in labels[train]])
+    score, cs = axes_probe_scores(
+        np.concatenate([x[train], x_aux[other]]), np.concatenate([axes, axes_aux[other]]),
+        np.concatenate([groups[train], groups_aux[other]]), x[val], seed=seed,
+    )  # fmt: skip
+    positive = labels[val] == POSITIVE
+    return {**fold_scores(score, positive, 0.0), "C": list(cs), "auxiliary": int(other.sum())}
 
 
 def _recording_folds(data, k: int, seed: int) -> list[tuple[set, set]]:
@@ -148,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = _embeddings(data_m, out, progress)
     table, labels, ids = recording_table(data_m, emb)
     positive = labels == data_m.label_names.index(POSITIVE)
+    aux = _auxiliary(args, m_spec, out, load) if args.auxiliary else None
     paths = np.array([str(data_m.recordings[i].path) for i in ids])
     groups = np.array([data_m.recordings[i].group for i in ids])
     per_fold: dict[str, list[dict]] = {}
@@ -173,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows.setdefault(f"musicnn probe ({features})", []).append(
                 {**fold_scores(probes[features], positive[val], 0.5), "C": c}
+            )
+        if aux is not None:
+            names = np.array(data_m.label_names)[labels]
+            rows.setdefault(f"musicnn probe ({ENSEMBLE_PROBE}), valence + arousal", []).append(
+                _axes_fold(table, names, groups, train, val, aux, args.seed)
             )
         for model in args.models:
             config = TrainConfig(model=model, epochs=args.epochs, seed=args.seed)
@@ -230,6 +273,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-folds", type=int, default=None, help="stop after this many folds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loudness", type=float, default=None, metavar="DBFS")
+    p.add_argument(
+        "--auxiliary",
+        metavar="MANIFEST",
+        help="4Q's other quadrants, for the valence + arousal probe",
+    )
     p.add_argument("--models", nargs="*", default=[], help="CNNs to train from scratch")
     p.add_argument("--epochs", type=int, default=15, help="epochs of the CNNs")
     add_finetune_options(p)

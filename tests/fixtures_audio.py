@@ -39,11 +39,17 @@ def tiny_spec(**overrides) -> musemo.FeatureSpec:
     return musemo.FeatureSpec(**{**TINY_SETTINGS, **overrides})
 
 
-def write_register_dataset(root: Path, *, per_label: int = 12, seconds: float = 4.2) -> Path:
-    """An easy set: ``happy`` tones at 1.5-3 kHz, ``sad`` ones at 150-300 Hz."""
+REGISTERS = {"happy": (1500.0, 3000.0), "sad": (150.0, 300.0)}
+
+
+def write_register_dataset(
+    root: Path, *, per_label: int = 12, seconds: float = 4.2, registers: dict | None = None
+) -> Path:
+    """An easy set: ``happy`` tones at 1.5-3 kHz, ``sad`` ones at 150-300 Hz (or
+    ``registers``: label -> (lowest, highest) Hz)."""
     rng = np.random.default_rng(0)
     t = np.arange(int(TINY_SR * seconds)) / TINY_SR
-    for label, (low, high) in {"happy": (1500.0, 3000.0), "sad": (150.0, 300.0)}.items():
+    for label, (low, high) in (registers or REGISTERS).items():
         (root / label).mkdir(parents=True, exist_ok=True)
         for k in range(per_label):
             y = 0.3 * np.sin(2 * np.pi * rng.uniform(low, high) * t)

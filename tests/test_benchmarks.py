@@ -116,12 +116,18 @@ def test_cross_dataset_benchmark_trains_on_one_set_and_scores_another(tmp_path, 
 @pytest.mark.slow
 def test_real_music_benchmark_scores_every_row_on_the_same_folds(tmp_path, musicnn_wheel):
     data = write_register_dataset(tmp_path / "tones", per_label=6, seconds=5.5)
+    # 4Q's other quadrants: tense (high arousal) and calm (low), one by the artist of happy0
+    aux = write_register_dataset(
+        tmp_path / "q2q4", per_label=3, seconds=5.5,
+        registers={"tense": (1500.0, 3000.0), "calm": (150.0, 300.0)},
+    )  # fmt: skip
+    (aux / "tense" / "tense0.wav").rename(aux / "tense" / "happy0.wav")  # group: file name
     out = tmp_path / "runs"
     proc = run_benchmark(
         "real_music.py",
         *("--data", str(data), "--out", str(out), "--cache", str(tmp_path / "cache")),
         *("--folds", "2", "--models", "squeezenet1_0", "--epochs", "1"),
-        *("--finetune", "--finetune-epochs", "1", "--quiet"),
+        *("--finetune", "--finetune-epochs", "1", "--auxiliary", str(aux), "--quiet"),
     )
     assert proc.returncode == 0, proc.stderr
     models = json.loads((out / "real_music.json").read_text())["models"]
@@ -134,8 +140,13 @@ def test_real_music_benchmark_scores_every_row_on_the_same_folds(tmp_path, music
         "squeezenet1_0 from scratch",
         "musicnn fine-tuned",
         "musicnn fine-tuned + probe (pooled + MTT_musicnn)",
+        "musicnn probe (pooled + MTT_musicnn), valence + arousal",
     }
     assert all(len(m["folds"]) == 2 for m in models.values())
+    # the auxiliary recording by happy0's artist is left out of the fold that scores happy0
+    axes = models["musicnn probe (pooled + MTT_musicnn), valence + arousal"]["folds"]
+    assert sorted(f["auxiliary"] for f in axes) == [5, 6]
+    assert (out / "aux_embeddings.npz").is_file() and (out / "aux_mtt.npz").is_file()
     # high tones against low ones: a linear model on the log-mel statistics separates them
     assert models["baseline (log-mel stats + logistic regression)"]["roc_auc"]["mean"] == 1.0
     assert (out / "musicnn" / "fold1" / "last.pt").is_file()

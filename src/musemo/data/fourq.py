@@ -25,6 +25,9 @@ METADATA = "panda_dataset_taffc_metadata.csv"
 FOLDER = "MER_audio_taffc_dataset"
 # Russell's quadrants: valence x arousal.
 QUADRANT_LABELS = {"Q1": "happy", "Q2": "tense", "Q3": "sad", "Q4": "calm"}
+# each quadrant's label: (positive valence, high arousal)
+QUADRANT_AXES = {"happy": (True, True), "tense": (False, True), "sad": (False, False),
+                 "calm": (True, False)}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

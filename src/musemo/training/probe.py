@@ -122,21 +122,47 @@ def _choose_c(x, positive, groups, seed: int) -> float:
     return PROBE_C[int(np.argmax(means))]
 
 
+def fit_probe(x: np.ndarray, positive: np.ndarray, groups: np.ndarray, *, seed: int = 0):
+    """A logistic regression of ``positive`` on ``x`` (standardised), its C chosen by
+    grouped inner cross-validation; returns the fitted pipeline and C."""
+    c = _choose_c(x, positive, groups, seed)
+    return _probe(c, seed).fit(x, positive), c
+
+
+def probe_inputs(table: dict[str, np.ndarray], features: str) -> np.ndarray:
+    """The recordings' ``features`` (a ``PROBE_FEATURES`` name) side by side."""
+    if features not in PROBE_FEATURES:
+        raise ParameterError(f"features {features!r}: choose one of {', '.join(PROBE_FEATURES)}")
+    missing = [k for k in PROBE_FEATURES[features] if k not in table]
+    if missing:
+        raise ParameterError(f"features {features!r} need embeddings {', '.join(missing)}")
+    return np.concatenate([table[k] for k in PROBE_FEATURES[features]], axis=1)
+
+
 def probe_scores(
     table, positive, groups, train, val, *, features: str, seed: int = 0
 ) -> tuple[np.ndarray, float]:
     """p(positive) of the ``val`` recordings from a logistic regression on the
     ``features`` of the ``train`` recordings, and its C, chosen by grouped inner
     cross-validation."""
-    if features not in PROBE_FEATURES:
-        raise ParameterError(f"features {features!r}: choose one of {', '.join(PROBE_FEATURES)}")
-    missing = [k for k in PROBE_FEATURES[features] if k not in table]
-    if missing:
-        raise ParameterError(f"features {features!r} need embeddings {', '.join(missing)}")
-    x = np.concatenate([table[k] for k in PROBE_FEATURES[features]], axis=1)
-    c = _choose_c(x[train], positive[train], groups[train], seed)
-    clf = _probe(c, seed).fit(x[train], positive[train])
+    x = probe_inputs(table, features)
+    clf, c = fit_probe(x[train], positive[train], groups[train], seed=seed)
     return clf.predict_proba(x[val])[:, list(clf.classes_).index(True)], c
+
+
+def axes_probe_scores(
+    x: np.ndarray, axes: np.ndarray, groups: np.ndarray, x_val: np.ndarray, *, seed: int = 0
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Russell's two axes learnt apart: a probe for positive valence and one for high
+    arousal, each on every training recording ``x`` (any quadrant; ``axes`` ``(n, 2)``
+    booleans), and the score of each ``x_val`` recording the sum of their logits:
+    high for happy (+, +), low for sad (-, -), 0 the boundary. Returns it and both C."""
+    logits, cs = [], []
+    for axis in range(2):
+        clf, c = fit_probe(x, axes[:, axis], groups, seed=seed)
+        logits.append(clf.decision_function(x_val))  # the logit of True
+        cs.append(c)
+    return logits[0] + logits[1], (cs[0], cs[1])
 
 
 def probe_fold(table, positive, groups, train, val, *, features: str, seed: int = 0) -> dict:
