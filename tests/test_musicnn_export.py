@@ -38,6 +38,18 @@ def musicnn_run(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def probe_run(musicnn_run):
+    """A probe on the pooled features (``probe=True``, ``head="pooled"``) of the same set."""
+    data, _ = load_dataset(
+        musicnn_run / "audio", musicnn_spec(), cache=musicnn_run / "cache", progress=False
+    )
+    train, val = holdout_split(data, val_fraction=0.25)
+    config = TrainConfig(model="musicnn", weights="pretrained", head="pooled", probe=True)
+    fit(data, train, val, musicnn_spec(), config, musicnn_run / "probe", progress=False)
+    return musicnn_run / "probe"
+
+
 def _tone(seconds: float, sr: int = TINY_SR) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (0.3 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)
@@ -84,6 +96,27 @@ def test_int8_files_agree_and_are_small(musicnn_run, tmp_path):
         assert int8["size_ratio"] > 1.1, fmt
         assert int8["agreement_with_torch"] >= 0.99, fmt
         assert Classifier(tmp_path / f"musicnn.int8.{fmt}").predict_array(_tone(3.5), TINY_SR)
+
+
+@pytest.mark.slow
+def test_a_probe_on_the_pooled_features_exports_and_agrees_in_int8(probe_run, tmp_path):
+    report = export_checkpoint(
+        probe_run / "last.pt", int8=True, calib=probe_run.parent / "audio", calib_size=32,
+        out=tmp_path, cache=probe_run.parent / "cache",
+    )  # fmt: skip
+    model = model_from_checkpoint(load_checkpoint(probe_run / "last.pt"))
+    assert model.head.in_features == 1706 and float(model.head_norm.scale.min()) > 0
+    y = _tone(3.5)
+    feats = MelExtractor(musicnn_spec()).compute(y[: musicnn_spec().clip_samples], sr=TINY_SR)
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(feats)[None, None]), 1).numpy()[0]
+    for fmt in ("onnx", "tflite"):
+        got = Classifier(tmp_path / f"musicnn.{fmt}").predict_array(y, TINY_SR).windows[0]
+        np.testing.assert_allclose([got.probabilities[k] for k in ("happy", "sad")], expected,
+                                   atol=1e-4)  # fmt: skip
+        int8 = report["int8_vs_fp32"][fmt]
+        assert int8["agreement_with_torch"] >= 0.99, fmt
+    assert report["int8_vs_fp32"]["onnx"]["int8_mb"] <= 1.0
 
 
 def test_audio_shorter_than_a_patch_is_padded_with_a_warning_or_refused(musicnn_run, tmp_path):

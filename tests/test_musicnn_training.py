@@ -21,7 +21,9 @@ from musemo.training.musicnn import MSD_TAGS, pretrained_musicnn
 from musemo.training.probe import (
     best_threshold,
     embed_subclips,
+    fit_probe,
     probe_fold,
+    probe_inputs,
     recording_table,
     zero_shot_fold,
 )
@@ -70,6 +72,43 @@ def test_fine_tuning_keeps_the_frozen_layers_and_raw_input(register_set, tmp_pat
     assert not torch.equal(tuned.midend[0].conv.weight, original.midend[0].conv.weight)
     assert tuned.head.out_features == 2
     assert 0 <= result["final"]["recording"]["roc_auc"] <= 1
+
+
+def test_a_probe_head_is_the_logistic_regression_on_recording_means(tmp_path):
+    root = write_register_dataset(tmp_path / "audio", per_label=6, seconds=6.1)
+    data, _ = load_dataset(root, musicnn_spec(), cache=tmp_path / "cache", progress=False)
+    assert len(data) == 24  # two patches per recording
+    train, val = holdout_split(data, val_fraction=0.25)
+    config = TrainConfig(
+        model="musicnn", weights="pretrained", head="pooled", probe=True, epochs=5, batch_size=8
+    )
+    assert config.epochs == 1  # fitted once
+    result = fit(data, train, val, musicnn_spec(), config, tmp_path / "run", progress=False)
+    assert len(result["history"]) == 1
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    model, original = model_from_checkpoint(state), pretrained_musicnn()
+    for name, value in original.state_dict().items():  # the network itself is untouched
+        if not name.startswith("head."):
+            assert torch.equal(model.state_dict()[name], value), name
+    # the same probe, fitted apart on the training recordings' mean features
+    table, labels, ids = recording_table(data, embed_subclips(original, data, progress=False))
+    x, groups = probe_inputs(table, "pooled"), np.array([data.recordings[i].group for i in ids])
+    on_train = np.isin(ids, data.index[train, 0])
+    clf, _ = fit_probe(x[on_train], labels[on_train], groups[on_train])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(data.stack(val)[:, None])).numpy()
+    # per patch, the head's logit of "sad" over "happy" is the probe's; its recording
+    # mean is the probe's logit of the recording's mean features (a linear head), to the
+    # solver's tolerance (lbfgs, 1706 features)
+    recording = data.index[val, 0]
+    expected = dict(zip(ids, clf.decision_function(x)))
+    for r in np.unique(recording):
+        got = np.mean(logits[recording == r, 1] - logits[recording == r, 0])
+        assert got == pytest.approx(expected[r], abs=0.02) and np.sign(got) == np.sign(expected[r])
+    with pytest.raises(ParameterError, match="probe fits a head on a pretrained network"):
+        TrainConfig(model="squeezenet1_0", probe=True)
+    with pytest.raises(ParameterError, match="head 'pooled' is musicnn's"):
+        build_model("squeezenet1_0", head="pooled")
 
 
 def test_pretrained_layers_learn_slower():
@@ -167,6 +206,14 @@ def test_musemo_train_model_musicnn(register_set, tmp_path, capsys):
     assert state["spec"]["log1p_scale"] == 1e4 and state["spec"]["n_mels"] == 96
     assert main([*args, "--sr", "22050", "--out", str(tmp_path / "r2")]) == 2
     assert "musicnn's features are its own" in capsys.readouterr().err
+    # the probe on the pooled features: one "epoch", the head fitted in closed form
+    assert main([*args, "--probe", "--head", "pooled", "--out", str(tmp_path / "p")]) == 0
+    state = load_checkpoint(tmp_path / "p" / "last.pt")
+    assert state["config"]["probe"] and state["head"] == "pooled" and state["epoch"] == 1
+    assert model_from_checkpoint(state).head.in_features == 1706
+    args[args.index("musicnn")] = "squeezenet1_0"
+    assert main([*args, "--probe", "--out", str(tmp_path / "p2")]) == 2
+    assert "probe fits a head on a pretrained network" in capsys.readouterr().err
 
 
 def test_a_head_for_tag_labels_starts_as_the_zero_shot_classifier():

@@ -152,6 +152,7 @@ def _train_config(args: argparse.Namespace):
         augment=not args.no_augment,
         shift=not args.no_shift,
         mixup=args.mixup,
+        probe=args.probe,
     )
 
 
@@ -641,7 +642,8 @@ def _add_train(sub) -> None:
         "--head",
         default="replace",
         choices=HEADS,
-        help="replace the last layer, or add one after it (paper)",
+        help="replace the last layer, add one after it (paper), or (musicnn) a last layer "
+        "on its embedding and pooled mid-level features (pooled)",
     )
     p.add_argument(
         "--split",
@@ -673,6 +675,12 @@ def _add_train(sub) -> None:
         default=0.0,
         metavar="ALPHA",
         help="mixup with Beta(ALPHA, ALPHA) weights (0: off)",
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="musicnn: fit the head alone, in closed form, on the frozen pretrained network "
+        "(a logistic regression on recording means, C by grouped inner CV; one epoch)",
     )
     _spec_options(p)
 

@@ -113,10 +113,11 @@ MIN_CALIBRATION = 32  # sub-clips: fewer cannot calibrate int8 ranges
 # only the timbral convolutions in int8 (81% of the multiply-adds) it agrees on 99% of
 # held-out patches (logit RMSE 0.05) and runs 1.3-1.4x faster than fp32; the kept layers'
 # weights are still stored as int8 (0.88 MB). LiteRT takes the same set for the same
-# agreement (99%), though its int8 file stays slower than its fp32 one.
+# agreement (99%), though its int8 file stays slower than its fp32 one. A head on the
+# pooled features (``head="pooled"``) joins and standardises them in float too.
 MUSICNN_FLOAT = (
-    "frontend.2", "frontend.3", "frontend.4",
-    "midend", "pool", "pool_bn", "dense", "dense_relu", "dense_bn", "head",
+    "frontend.2", "frontend.3", "frontend.4", "midend", "pool", "pool_bn", "dense",
+    "dense_relu", "dense_bn", "head_join", "head_norm", "head",
 )  # fmt: skip
 KEEP_FLOAT = {
     ("onnx", "musicnn"): MUSICNN_FLOAT,

@@ -6,7 +6,9 @@ The final scores are the last epoch's (not the best epoch picked on the very
 split being scored); ``best.pt`` is the checkpoint with the best validation
 recording accuracy, for use.
 A run is repeatable: shuffling, augmentation and dropout are seeded per epoch,
-so ``resume=True`` continues an interrupted run exactly.
+so ``resume=True`` continues an interrupted run exactly. With ``probe=True`` a
+pretrained musicnn stays frozen and its head is fitted once, in closed form (a logistic
+regression on recording means), as a run of one epoch.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..data.splits import describe_split
 from ..data.subclips import SubclipData
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec, differences_from_musicnn
-from ..metrics import evaluation
+from ..metrics import evaluation, recording_means
 from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
@@ -54,8 +56,16 @@ class TrainConfig:
     augment: bool = True
     shift: bool = True
     mixup: float = 0.0
+    probe: bool = False  # the head alone, in closed form, on the frozen network (one epoch)
 
     def __post_init__(self) -> None:
+        if self.probe:
+            if self.model != "musicnn" or self.weights != "pretrained":
+                raise ParameterError(
+                    "probe fits a head on a pretrained network: model='musicnn', "
+                    f"weights='pretrained' (not {self.model!r}, {self.weights!r})"
+                )
+            object.__setattr__(self, "epochs", 1)
         for name in ("epochs", "batch_size"):
             check_int(name, getattr(self, name), 1)
         if not self.mixup >= 0:
@@ -283,7 +293,10 @@ def fit(
     if resume and (out / "last.pt").is_file():
         run.resume(out / "last.pt")
     for epoch in range(len(run.history) + 1, config.epochs + 1):
-        loss_sum, correct, seen, seconds = run.train_epoch(train_rows, epoch, progress=progress)
+        if config.probe:
+            loss_sum, correct, seen, seconds = run.fit_head(train_rows, progress=progress)
+        else:
+            loss_sum, correct, seen, seconds = run.train_epoch(train_rows, epoch, progress=progress)
         if run.world.main:
             entry = run.validate(val_rows, epoch, loss_sum / seen, correct / seen, seen, seconds)
             run.save(out, epoch)
@@ -451,6 +464,59 @@ class _Run:
         seconds = time.perf_counter() - t0
         totals = sum_over_processes(w, [loss_sum, correct, len(order)], self.device)
         return (*totals, seconds)
+
+    def fit_head(self, rows: np.ndarray, *, progress: bool):
+        """The head in closed form (``config.probe``): a logistic regression on what it
+        reads, averaged per recording, C by grouped inner cross-validation
+        (``probe.fit_probe``), folded into the head. Returns the training loss sum, the
+        correct count, the sub-clips and the seconds, as ``train_epoch`` does."""
+        import torch
+
+        from .probe import fit_probe, probe_as_linear
+
+        if self.world.size > 1:
+            raise ParameterError("probe runs in one process: leave torchrun out")
+        t0 = time.perf_counter()
+        x = self.head_inputs(rows, progress=progress)
+        ids, means, inverse = recording_means(x, self.data.index[rows, 0])
+        y = np.zeros(len(ids), dtype=np.int64)
+        y[inverse] = self.data.labels[rows]
+        groups = np.array([self.data.recordings[i].group for i in ids])
+        clf, _ = fit_probe(means, y, groups, seed=self.config.seed)
+        norm = self.model.head_norm
+        standardises = hasattr(norm, "scale")
+        weight, bias, mean, scale = probe_as_linear(
+            clf, len(self.data.label_names), fold=not standardises
+        )
+        with torch.no_grad():
+            for param, value in ((self.model.head.weight, weight), (self.model.head.bias, bias)):
+                param.copy_(torch.from_numpy(value))
+            if standardises:
+                norm.mean.copy_(torch.from_numpy(mean))
+                norm.scale.copy_(torch.from_numpy(scale))
+        logits = torch.from_numpy((x - mean) / scale @ weight.T + bias)
+        truth = torch.from_numpy(self.data.labels[rows])
+        loss = torch.nn.functional.cross_entropy(logits, truth, reduction="sum").item()
+        correct = int((logits.argmax(dim=1) == truth).sum())
+        return loss, correct, len(rows), time.perf_counter() - t0
+
+    def head_inputs(self, rows: np.ndarray, *, progress: bool) -> np.ndarray:
+        """What the head reads, for each of ``rows`` (the network in eval mode)."""
+        import torch
+
+        self.model.eval()
+        parts = []
+        bar = progress_bar(
+            batches(self.data, rows, self.config.batch_size, self.spec),
+            total=math.ceil(len(rows) / self.config.batch_size),
+            desc=f"{self.config.model} probe", unit="batch", show=progress, leave=False,
+        )  # fmt: skip
+        with torch.inference_mode():
+            for x, _ in bar:
+                xt = torch.from_numpy(x).to(self.device)
+                layers = self.model.embed(xt.contiguous(memory_format=torch.channels_last))
+                parts.append(self.model.head_input(layers).float().cpu().numpy())
+        return np.concatenate(parts).astype(np.float64)
 
     def step(self, x: np.ndarray, y: np.ndarray, generator) -> tuple[float, int]:
         """One optimiser step on a batch (augmented, mixed up if asked); its loss and how

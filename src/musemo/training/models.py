@@ -11,7 +11,9 @@ from ..errors import MissingDependencyError, ParameterError
 
 CNNS = ("squeezenet1_0", "mobilenet_v2", "resnet18", "vgg16")
 MODELS = (*CNNS, "musicnn")
-HEADS = ("replace", "paper")
+# replace the last layer; add one after it (the paper's); musicnn only: a new last layer
+# on its embedding and pooled mid-level features together
+HEADS = ("replace", "paper", "pooled")
 # Networks whose first layer normalises their input (batch norm over the raw features):
 # training leaves input_mean / input_std at 0 / 1 for them, as their weights expect.
 RAW_INPUT = ("musicnn",)
@@ -112,13 +114,17 @@ def head_of(model, name: str, head: str = "replace"):
 def _build_musicnn(n_classes: int, weights: str, head: str, labels):
     from .musicnn import build_musicnn, pretrained_musicnn
 
-    if head != "replace":
-        raise ParameterError("musicnn takes head='replace' (a new head on its 200-d embedding)")
+    if head == "paper":
+        raise ParameterError(
+            "musicnn takes head='replace' (a new head on its 200-d embedding) or 'pooled' "
+            "(on the embedding and its pooled mid-level features)"
+        )
+    reads = "pooled" if head == "pooled" else "penultimate"
     if weights == "pretrained":
-        return pretrained_musicnn(n_outputs=n_classes, labels=labels).train()
+        return pretrained_musicnn(n_outputs=n_classes, labels=labels, head_input=reads).train()
     if weights != "none":
         raise ParameterError(f"weights={weights!r}: musicnn takes 'pretrained' or 'none'")
-    return build_musicnn(n_classes)
+    return build_musicnn(n_classes, head_input=reads)
 
 
 def build_model(
@@ -138,7 +144,8 @@ def build_model(
     ``"paper"``: keep the 1000-way layer and add a ``n_classes`` layer after it.
     For ``"musicnn"``, ``weights`` is ``"pretrained"`` (the MSD weights, its 50-tag head
     replaced: by those tags' rows when every one of ``labels`` is an MSD tag, such as
-    happy and sad) or ``"none"``.
+    happy and sad) or ``"none"``; ``head`` is ``"replace"`` (a head on the 200-d
+    embedding) or ``"pooled"`` (on the embedding and the pooled mid-level features).
     """
     torch, torchvision = _torch()
     if name not in MODELS:
@@ -147,6 +154,8 @@ def build_model(
         raise ParameterError(f"head {head!r}: choose one of {HEADS}")
     if name == "musicnn":
         return _build_musicnn(n_classes, weights, head, labels)
+    if head == "pooled":
+        raise ParameterError(f"head 'pooled' is musicnn's; {name} takes 'replace' or 'paper'")
     model = getattr(torchvision.models, name)(weights=None)
     if weights == "imagenet":
         model.load_state_dict(imagenet_state_dict(name))

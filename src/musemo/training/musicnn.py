@@ -8,6 +8,8 @@ their 561 channels -> three 1-D convolutions of 64 (k = 7, residuals on the 2nd 
 3rd) -> 753 channels -> max and mean over time, interleaved -> batch norm -> dense 200
 (ReLU, batch norm: the embedding) -> dense 50 tags (logits). Every batch norm follows
 its ReLU, with epsilon 1e-3. Any number of frames works; the model saw 187 (3 s).
+A new task's head reads the embedding, or (``head_input="pooled"``) the embedding beside
+the mean- and max-pooled mid-level features (200 + 753 + 753), as the probes do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from .models import _torch
 
 N_MELS = 96
 FRAMES = 187
+# what a head may read: the layers of ``embed`` it concatenates, and their width
+HEAD_INPUTS = {
+    "penultimate": (("penultimate",), 200),
+    "pooled": (("penultimate", "mean_pool", "max_pool"), 200 + 2 * 753),
+}
 MSD_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
     "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
@@ -39,8 +46,17 @@ def _same_padding(k: int) -> tuple[int, int]:
     return (k - 1) // 2, k - 1 - (k - 1) // 2
 
 
-def build_musicnn(n_outputs: int = 50):
-    """An untrained musicnn whose head has ``n_outputs`` logits (50: the MSD tags)."""
+def _head_input(name: str) -> tuple[tuple[str, ...], int]:
+    """The layers a head reading ``name`` concatenates, and their width."""
+    if name not in HEAD_INPUTS:
+        raise ParameterError(f"head_input {name!r}: choose one of {', '.join(HEAD_INPUTS)}")
+    return HEAD_INPUTS[name]
+
+
+def build_musicnn(n_outputs: int = 50, *, head_input: str = "penultimate"):
+    """An untrained musicnn whose head reads ``head_input`` (``HEAD_INPUTS``) and gives
+    ``n_outputs`` logits (50 on the embedding: the MSD tags)."""
+    head_layers, head_width = _head_input(head_input)
     torch, _ = _torch()
     nn, F = torch.nn, torch.nn.functional
 
@@ -79,6 +95,23 @@ def build_musicnn(n_outputs: int = 50):
             r3 = self[2](r2) + r2
             return torch.cat([front, c1, r2, r3], dim=1)  # (batch, 753, frames)
 
+    class Standardise(nn.Module):
+        """``(x - mean) / scale`` per feature: the probe's scaler (identity until fitted)."""
+
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.zeros(width))
+            self.register_buffer("scale", torch.ones(width))
+
+        def forward(self, x):
+            return (x - self.mean) / self.scale
+
+    class Join(nn.Module):
+        """The head's layers side by side: a module, so that ``keep_float`` can name it."""
+
+        def forward(self, *parts):
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
     class TimePool(nn.Module):
         """Max and mean over time, and both interleaved (max_i, mean_i)."""
 
@@ -103,7 +136,11 @@ def build_musicnn(n_outputs: int = 50):
             self.dense_relu = nn.ReLU()
             self.dense_bn = nn.BatchNorm1d(200, eps=_EPS, momentum=_MOMENTUM)
             self.dropout = nn.Dropout(0.5)
-            self.head = nn.Linear(200, n_outputs)
+            self.head_layers = head_layers
+            self.head_join = Join()
+            # features of unlike scales (the pooled ones) are standardised before the head
+            self.head_norm = Standardise(head_width) if len(head_layers) > 1 else nn.Identity()
+            self.head = nn.Linear(head_width, n_outputs)
 
         def embed(self, x) -> dict:
             """Layers of ``x`` (batch, 1, mels, frames): ``max_pool`` and ``mean_pool``
@@ -112,13 +149,13 @@ def build_musicnn(n_outputs: int = 50):
             mid = self.midend([block(x) for block in self.frontend])
             max_pool, mean_pool, pooled = self.pool(mid)
             h = self.dense_bn(self.dense_relu(self.dense(self.dropout(self.pool_bn(pooled)))))
-            logits = self.head(self.dropout(h))
-            return {
-                "max_pool": max_pool,
-                "mean_pool": mean_pool,
-                "penultimate": h,
-                "logits": logits,
-            }
+            out = {"max_pool": max_pool, "mean_pool": mean_pool, "penultimate": h}
+            out["logits"] = self.head(self.dropout(self.head_norm(self.head_input(out))))
+            return out
+
+        def head_input(self, layers: dict):
+            """What the head reads (before ``head_norm``), from ``embed``'s layers."""
+            return self.head_join(*[layers[name] for name in self.head_layers])
 
         def forward(self, x):
             return self.embed(x)["logits"]
@@ -192,29 +229,36 @@ def pretrained_musicnn(
     *,
     n_outputs: int | None = None,
     labels: Sequence[str] | None = None,
+    head_input: str = "penultimate",
 ):
     """Musicnn with the weights of the ``musicnn`` wheel's ``checkpoint``, in eval mode.
 
-    ``n_outputs``: None keeps the 50 tags; another number replaces the head with a new
-    one of that many logits for fine-tuning. When every one of ``labels`` (one per
-    output) is an MSD tag (``happy``, ``sad``, ...), the new head starts as those tags'
-    rows of the old one, i.e. as the zero-shot classifier; otherwise at random.
+    ``n_outputs``: None keeps the 50 tags; another number (or ``head_input="pooled"``)
+    replaces the head with a new one of that many logits reading ``head_input``. When it
+    reads the embedding and every one of ``labels`` (one per output) is an MSD tag
+    (``happy``, ``sad``, ...), the new head starts as those tags' rows of the old one,
+    i.e. as the zero-shot classifier; otherwise at random.
     """
     from .pretrained import musicnn_tensors
 
-    model = build_musicnn(50)
-    model.load_state_dict(state_dict_from_tensorflow(musicnn_tensors(checkpoint), model))
-    if n_outputs is not None and n_outputs != 50:
+    _head_input(head_input)
+    tagger = build_musicnn(50)
+    tagger.load_state_dict(state_dict_from_tensorflow(musicnn_tensors(checkpoint), tagger))
+    if head_input == "penultimate" and n_outputs in (None, 50):
+        return tagger.eval()
+    model = build_musicnn(50 if n_outputs is None else n_outputs, head_input=head_input)
+    backbone = {k: v for k, v in tagger.state_dict().items() if not k.startswith("head.")}
+    model.load_state_dict({**model.state_dict(), **backbone})
+    tags = [t.casefold() for t in MSD_TAGS]
+    if (
+        head_input == "penultimate"
+        and labels is not None
+        and len(labels) == model.head.out_features
+        and all(str(name).casefold() in tags for name in labels)
+    ):
         torch, _ = _torch()
-        old, model.head = model.head, torch.nn.Linear(200, n_outputs)
-        tags = [t.casefold() for t in MSD_TAGS]
-        if (
-            labels is not None
-            and len(labels) == n_outputs
-            and all(str(name).casefold() in tags for name in labels)
-        ):
-            rows = [tags.index(str(name).casefold()) for name in labels]
-            with torch.no_grad():
-                model.head.weight.copy_(old.weight[rows])
-                model.head.bias.copy_(old.bias[rows])
+        rows = [tags.index(str(name).casefold()) for name in labels]
+        with torch.no_grad():
+            model.head.weight.copy_(tagger.head.weight[rows])
+            model.head.bias.copy_(tagger.head.bias[rows])
     return model.eval()

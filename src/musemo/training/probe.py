@@ -22,6 +22,11 @@ PROBE_FEATURES = {
     "pooled + MTT_musicnn": ("penultimate", "mean_pool", "max_pool", "MTT_musicnn/penultimate"),
 }
 PROBE_C = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+# A feature whose standard deviation over the training recordings is below this is
+# constant up to float32 rounding (musicnn's pooled features hold a few such channels,
+# std 1e-13 to 1e-10 where the others have 1e-4 and more): standardised, it is rounding
+# noise, so a probe turned into a network layer gives it no weight.
+CONSTANT_STD = 1e-6
 
 
 def embed_subclips(
@@ -103,30 +108,53 @@ def _probe(c: float, seed: int):
     )
 
 
-def _choose_c(x, positive, groups, seed: int) -> float:
+def _choose_c(x, y, groups, seed: int) -> float:
     """The regularisation with the best inner (3-fold, grouped) balanced accuracy."""
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedGroupKFold
 
-    inner = list(
-        StratifiedGroupKFold(3, shuffle=True, random_state=seed).split(x, positive, groups)
-    )
+    inner = list(StratifiedGroupKFold(3, shuffle=True, random_state=seed).split(x, y, groups))
     means = []
     for c in PROBE_C:
         accs = [
-            _balanced(
-                _probe(c, seed).fit(x[a], positive[a]).predict(x[b]).astype(bool), positive[b]
-            )
+            balanced_accuracy_score(y[b], _probe(c, seed).fit(x[a], y[a]).predict(x[b]))
             for a, b in inner
         ]
         means.append(np.mean(accs))
     return PROBE_C[int(np.argmax(means))]
 
 
-def fit_probe(x: np.ndarray, positive: np.ndarray, groups: np.ndarray, *, seed: int = 0):
-    """A logistic regression of ``positive`` on ``x`` (standardised), its C chosen by
-    grouped inner cross-validation; returns the fitted pipeline and C."""
-    c = _choose_c(x, positive, groups, seed)
-    return _probe(c, seed).fit(x, positive), c
+def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, seed: int = 0):
+    """A logistic regression of the labels ``y`` (booleans or class numbers) on ``x``
+    (standardised), its C chosen by grouped inner cross-validation; returns the fitted
+    pipeline and C."""
+    c = _choose_c(x, y, groups, seed)
+    return _probe(c, seed).fit(x, y), c
+
+
+def probe_as_linear(clf, n_classes: int, *, fold: bool) -> tuple[np.ndarray, ...]:
+    """A fitted probe (``fit_probe`` on class numbers) as one linear layer whose softmax
+    gives its probabilities: weight ``(n_classes, d)`` and bias, with the scaler's mean and
+    scale ``(d,)`` to standardise its input, or (``fold``) those folded into the weights
+    (mean 0, scale 1): fine for features of like scales, losing float32 precision for
+    unlike ones. Constant features (``CONSTANT_STD``) get weight 0, mean 0 and scale 1."""
+    scaler, regression = clf[0], clf[-1]
+    if list(regression.classes_) != list(range(n_classes)):
+        raise ParameterError(
+            f"the probe saw classes {list(regression.classes_)} of {n_classes}: every label "
+            "needs training recordings"
+        )
+    weight, bias = regression.coef_, regression.intercept_
+    if n_classes == 2:  # one logit w.x + b: softmax of (-z/2, z/2) is sigmoid(z)
+        weight, bias = np.stack([-weight[0], weight[0]]) / 2, np.array([-bias[0], bias[0]]) / 2
+    constant = scaler.scale_ < CONSTANT_STD
+    weight = np.where(constant, 0.0, weight)
+    mean, scale = np.where(constant, 0.0, scaler.mean_), np.where(constant, 1.0, scaler.scale_)
+    if fold:
+        weight = weight / scale
+        bias = bias - weight @ mean
+        mean, scale = np.zeros_like(mean), np.ones_like(scale)
+    return weight, bias, mean, scale
 
 
 def probe_inputs(table: dict[str, np.ndarray], features: str) -> np.ndarray:
