@@ -468,8 +468,9 @@ class _Run:
     def fit_head(self, rows: np.ndarray, *, progress: bool):
         """The head in closed form (``config.probe``): a logistic regression on what it
         reads, averaged per recording, C by grouped inner cross-validation
-        (``probe.fit_probe``), folded into the head. Returns the training loss sum, the
-        correct count, the sub-clips and the seconds, as ``train_epoch`` does."""
+        (``probe.fit_probe``); its scaler goes into ``head_norm`` where the model has one
+        (the pooled head), else is folded into the head. Returns the training loss sum,
+        the correct count, the sub-clips and the seconds, as ``train_epoch`` does."""
         import torch
 
         from .probe import fit_probe, probe_as_linear
