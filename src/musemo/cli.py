@@ -461,7 +461,7 @@ def _infer_line(path: str, result) -> str:
         f"uncertain ({result.label} {p:.2f})" if result.uncertain else f"{result.label} ({p:.2f})"
     )
     heard = sum(not w.silent for w in result.windows)
-    agreeing = round(result.window_shares[result.label] * heard)
+    agreeing = sum(w.label == result.label for w in result.windows)
     windows = " ".join(w.label or "-" for w in result.windows)
     return f"{path}: {verdict}, {agreeing} of {heard} windows {result.label}: {windows}"
 
