@@ -381,9 +381,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
         force=args.force,
         cache=args.cache,
         workers=args.workers,
+        provenance=_provenance_file(args.provenance) if args.provenance else None,
     )
     print(report_markdown(report))
     return 0
+
+
+def _provenance_file(path: str) -> dict:
+    """``--provenance FILE``: a JSON object."""
+    import json
+
+    try:
+        given = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParameterError(f"--provenance {path}: {exc}") from exc
+    if not isinstance(given, dict):
+        raise ParameterError(
+            f"--provenance {path}: must hold a JSON object, not {type(given).__name__}"
+        )
+    return given
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
@@ -394,15 +410,16 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    model, files = _infer_model(args)
     clf = Classifier(
-        args.model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
+        model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
         uncertain_margin=args.uncertain,
     )  # fmt: skip
     if args.live:
         return _infer_live(clf, args)
-    if not args.files:
+    if not files:
         raise ParameterError("give audio files or folders to classify, or --live")
-    paths, failed = _infer_inputs(args.files)
+    paths, failed = _infer_inputs(files)
     results = []
     for path in paths:
         result = _infer_one(clf, path)
@@ -417,6 +434,19 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     elif len(paths) > 1 or failed:
         print(_infer_summary(results, clf.labels, failed))
     return 1 if failed else 0
+
+
+def _infer_model(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The model to run (``--model``, or a first input that is a model file; None: the
+    default one) and the audio inputs."""
+    from .edge.backends import BACKENDS
+
+    inputs = list(args.inputs)
+    if inputs and Path(inputs[0]).suffix.lower() in BACKENDS:
+        if args.model:
+            raise ParameterError(f"two models: --model {args.model} and {inputs[0]}")
+        return inputs[0], inputs[1:]
+    return args.model, inputs
 
 
 def _infer_inputs(inputs: list[str]) -> tuple[list[str], int]:
@@ -792,6 +822,10 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace existing files")
     p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
     p.add_argument("--workers", type=int, default=1, help="processes computing features")
+    p.add_argument(
+        "--provenance", metavar="FILE",
+        help="a JSON object stored in every file's metadata: training data, accuracy, terms",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_export)
 
 
@@ -799,14 +833,18 @@ def _add_infer(sub) -> None:
     from .edge.classifier import UNCERTAIN_MARGIN
 
     p = _command(
-        sub, "infer", "classify audio files or the microphone with an exported model", _cmd_infer
-    )
-    p.add_argument("model", help="an exported .onnx or .tflite model (musemo-export)")
+        sub, "infer", "classify audio files or the microphone (default: the shipped model)",
+        _cmd_infer,
+    )  # fmt: skip
     p.add_argument(
-        "files",
-        nargs="*",
-        help="audio files to classify, or folders (their audio files, recursively)",
-    )
+        "inputs", nargs="*", metavar="[MODEL] FILE",
+        help="audio files to classify, or folders (their audio files, recursively); a first "
+        ".onnx or .tflite file is the model to run",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", help="an exported .onnx or .tflite model (musemo-export; default: the one "
+        "that ships, see musemo models)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--threads", type=int, default=1, help="inference threads")
     p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
@@ -824,6 +862,44 @@ def _add_infer(sub) -> None:
     p.add_argument(
         "--seconds", type=float, help="stop --live after this much audio (default: never)"
     )
+
+
+def _add_models(sub) -> None:
+    p = _command(sub, "models", "list the models that ship with musemo", _cmd_models)
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .edge.shipped import BUILD_HINT, DEFAULT_MODEL, MODELS_DIR, shipped_models
+
+    found = shipped_models()
+    if not found:
+        print(f"no models ship with this musemo ({MODELS_DIR} holds none): {BUILD_HINT}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    rows = [_model_row(m, default=m.name == DEFAULT_MODEL) for m in found]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        mark = " (default)" if r["default"] else ""
+        print(f"{r['file']}{mark}: {r['architecture']} {r['precision']}, "
+              f"{r['bytes'] / 1e6:.2f} MB, labels {'/'.join(r['labels'])}")  # fmt: skip
+        for key in ("data", "accuracy"):
+            if key in r["provenance"]:
+                print(f"  {key}: {r['provenance'][key]}")
+    return 0
+
+
+def _model_row(m, *, default: bool) -> dict:
+    """What ``musemo models`` says of one shipped file."""
+    return {
+        "name": m.name, "file": m.path.name, "default": default, "bytes": m.bytes,
+        "architecture": m.info.architecture, "precision": m.info.precision,
+        "labels": list(m.info.labels), "provenance": m.info.provenance,
+    }  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -850,6 +926,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("export", help=about, description=about, formatter_class=_HelpFormatter)
     )
     _add_infer(sub)
+    _add_models(sub)
     return parser
 
 

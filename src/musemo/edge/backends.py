@@ -6,6 +6,7 @@ file and refuses a file without it before any inference runs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -133,6 +134,14 @@ class TfliteBackend(Backend):
 
 
 BACKENDS = {".onnx": OnnxBackend, ".tflite": TfliteBackend}
+
+
+def has_runtime(suffix: str) -> bool:
+    """Whether the runtime for model files with ``suffix`` (``.onnx``, ``.tflite``) is
+    installed, without loading a model."""
+    if suffix == ".onnx":
+        return importlib.util.find_spec("onnxruntime") is not None
+    return suffix == ".tflite" and _interpreter_class() is not None
 
 
 def open_model(path: str | os.PathLike, *, threads: int = 1) -> Backend:

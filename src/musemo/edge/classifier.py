@@ -26,6 +26,7 @@ from ..features.clips import normalise_loudness, subclips
 from ..features.extractor import MelExtractor
 from ..metrics import softmax
 from .backends import open_model
+from .shipped import default_model
 
 SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
 UNCERTAIN_MARGIN = 0.2  # two labels: uncertain while p lies in (0.4, 0.6)
@@ -94,9 +95,9 @@ class Classifier:
 
     Parameters
     ----------
-    model_path : path
+    model_path : path, optional
         A model file written by ``musemo-export``: its feature spec and labels come
-        from the file.
+        from the file. Default: the model that ships with musemo (``musemo models``).
     threads : int
         Inference threads.
     hop_seconds : float, optional
@@ -111,7 +112,8 @@ class Classifier:
     Raises
     ------
     ParameterError
-        Not a musemo model file (no metadata, a foreign or damaged file).
+        Not a musemo model file (no metadata, a foreign or damaged file); no model
+        given and none ships with this build.
     MissingDependencyError
         onnxruntime or LiteRT is not installed (``pip install 'musemo[edge]'``).
 
@@ -125,7 +127,7 @@ class Classifier:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        model_path: str | os.PathLike | None = None,
         *,
         threads: int = 1,
         hop_seconds: float | None = None,
@@ -134,6 +136,8 @@ class Classifier:
     ) -> None:
         if not is_number(uncertain_margin) or not 0 <= uncertain_margin <= 1:
             raise ParameterError(f"uncertain_margin={uncertain_margin!r}: must lie in [0, 1]")
+        if model_path is None:
+            model_path = default_model()
         self.backend = open_model(model_path, threads=threads)
         self.info = self.backend.info
         spec = self.info.spec

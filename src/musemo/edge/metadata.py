@@ -30,20 +30,22 @@ class ModelInfo:
     architecture: str
     precision: str  # "fp32" or "int8"
     input_shape: tuple[int, ...]  # (batch, 1, n_mels, frames); batch -1 when free
+    # where the model comes from: training data, recipe, accuracy (musemo-export --provenance)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         """The metadata as the JSON text stored in model files."""
-        return json.dumps(
-            {
-                "format": MODEL_FORMAT,
-                "spec": self.spec.to_dict(),
-                "labels": list(self.labels),
-                "architecture": self.architecture,
-                "precision": self.precision,
-                "input_shape": list(self.input_shape),
-            },
-            sort_keys=True,
-        )
+        data = {
+            "format": MODEL_FORMAT,
+            "spec": self.spec.to_dict(),
+            "labels": list(self.labels),
+            "architecture": self.architecture,
+            "precision": self.precision,
+            "input_shape": list(self.input_shape),
+        }
+        if self.provenance:
+            data["provenance"] = self.provenance
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "the model") -> ModelInfo:
@@ -61,6 +63,7 @@ class ModelInfo:
             labels = tuple(data["labels"])
             architecture, precision = data["architecture"], data["precision"]
             shape = tuple(data["input_shape"])
+            provenance = data.get("provenance", {})
         except KeyError as exc:
             raise ParameterError(f"{source}: musemo metadata lacks {exc.args[0]!r}") from exc
         except (ParameterError, TypeError, ValueError) as exc:
@@ -77,7 +80,9 @@ class ModelInfo:
                 f"{source}: input shape {list(shape)} does not match the feature spec's "
                 f"(batch, {', '.join(map(str, expected))})"
             )
-        return cls(spec, labels, architecture, precision, shape)
+        if not isinstance(provenance, dict):
+            raise ParameterError(f"{source}: metadata provenance must be a JSON object")
+        return cls(spec, labels, architecture, precision, shape, provenance)
 
 
 # ----------------------------------------------------------------------------- ONNX

@@ -16,14 +16,16 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._atomic import staging_folder, write_text, writing
+from .._version import __version__
 from ..edge.backends import open_model
-from ..edge.metadata import ModelInfo
+from ..edge.metadata import MAX_METADATA_BYTES, ModelInfo
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
 from ..metrics import evaluation, softmax
@@ -148,11 +150,34 @@ class _Plan:
     keep: dict[str, tuple[str, ...]]
     files: dict[str, str]
     out_dir: Path
+    provenance: dict = dataclasses.field(default_factory=dict)
 
     def info(self, state: dict, fmt: Format, precision: str) -> ModelInfo:
         spec = FeatureSpec.from_dict(state["spec"])
         shape = (fmt.batch, 1, *spec.clip_shape)
-        return ModelInfo(spec, tuple(state["labels"]), state["model"], precision, shape)
+        labels = tuple(state["labels"])
+        return ModelInfo(spec, labels, state["model"], precision, shape, self.provenance)
+
+
+def model_provenance(state: dict, given: Mapping[str, Any] | None) -> dict:
+    """What a model file says of where it comes from: the musemo version and training
+    recipe of its checkpoint, and ``given`` (training data, accuracy, licence: any JSON
+    object, ``musemo-export --provenance FILE``)."""
+    given = dict(given or {})
+    taken = sorted(set(given) & {"musemo", "training"})
+    if taken:
+        raise ParameterError(f"provenance keys {taken} are written by musemo-export itself")
+    split = state.get("split", {})
+    training = {
+        **state["config"],
+        "epoch": state["epoch"],
+        **{k: split[k] for k in ("train_subclips", "train_groups") if k in split},
+    }
+    out = {"musemo": __version__, "training": training, **given}
+    size = len(json.dumps(out))
+    if size > MAX_METADATA_BYTES // 2:
+        raise ParameterError(f"provenance of {size} bytes is too large for a model file's metadata")
+    return out
 
 
 def export_checkpoint(
@@ -169,6 +194,7 @@ def export_checkpoint(
     force: bool = False,
     cache: str | os.PathLike | None = None,
     workers: int = 1,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict:
     """Export a musemo checkpoint to deployable model files, with a report.
 
@@ -200,6 +226,10 @@ def export_checkpoint(
         Feature cache folder; default: a temporary one, removed afterwards.
     workers : int
         Processes computing features.
+    provenance : mapping, optional
+        Where the model comes from (training data, accuracy, terms), stored in every
+        file's metadata beside the musemo version and training recipe
+        (``model_provenance``).
 
     Returns
     -------
@@ -228,6 +258,7 @@ def export_checkpoint(
     state = load_checkpoint(checkpoint)
     out_dir = Path(out) if out is not None else Path(checkpoint).parent
     plan = _plan(state, formats, int8, calib, calib_method, keep_float, out_dir, name, force)
+    plan = dataclasses.replace(plan, provenance=model_provenance(state, provenance))
     model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
     _check_modules(model, state["model"], plan)
     timings: dict[str, float] = {}

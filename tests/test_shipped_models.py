@@ -1,0 +1,113 @@
+"""The models that ship inside musemo: the default one, ``musemo models``, provenance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("ai_edge_litert")
+
+from musemo import ParameterError
+from musemo.cli import main
+from musemo.edge import Classifier, open_model, shipped
+from musemo.edge.backends import has_runtime
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, squeezenet_export):
+    """A models folder holding the tiny SqueezeNet as the default model (int8 ONNX and
+    TFLite) and as a second model, in place of the package's own."""
+    out, _ = squeezenet_export
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for suffix in (".int8.onnx", ".int8.tflite"):
+        shutil.copy(out / f"squeezenet1_0{suffix}", folder / f"{shipped.DEFAULT_MODEL}{suffix}")
+    shutil.copy(out / "squeezenet1_0.tflite", folder / "other.tflite")
+    monkeypatch.setattr(shipped, "MODELS_DIR", folder)
+    return folder
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(shipped, "MODELS_DIR", tmp_path / "none")
+    return tmp_path / "none"
+
+
+def test_the_default_model_is_the_first_format_with_a_runtime(models_dir):
+    assert shipped.default_model() == models_dir / f"{shipped.DEFAULT_MODEL}.int8.onnx"
+    (models_dir / f"{shipped.DEFAULT_MODEL}.int8.onnx").unlink()
+    assert shipped.default_model() == models_dir / f"{shipped.DEFAULT_MODEL}.int8.tflite"
+    assert has_runtime(".onnx") and has_runtime(".tflite") and not has_runtime(".pt")
+
+
+def test_classifier_without_a_path_loads_the_default(models_dir, chord_recordings):
+    folder, _ = chord_recordings
+    clf = Classifier()
+    assert clf.backend.path == models_dir / f"{shipped.DEFAULT_MODEL}.int8.onnx"
+    given = Classifier(models_dir / f"{shipped.DEFAULT_MODEL}.int8.onnx")
+    wav = folder / "happy" / "happy0.wav"
+    assert clf.predict_file(wav).probabilities == given.predict_file(wav).probabilities
+
+
+def test_without_shipped_models_the_error_says_what_to_do(no_models, capsys):
+    with pytest.raises(ParameterError, match="no default model .* give a model file written"):
+        Classifier()
+    assert shipped.shipped_models() == []
+    assert main(["models"]) == 1
+    assert "no models ship with this musemo" in capsys.readouterr().err
+    assert main(["infer", "song.wav"]) == 2
+    assert "musemo infer MODEL FILE" in capsys.readouterr().err
+
+
+def test_models_command_lists_each_file(models_dir, capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{shipped.DEFAULT_MODEL}.int8.onnx (default): squeezenet1_0 int8")
+    assert sum(line.startswith("other.tflite: squeezenet1_0 fp32") for line in lines) == 1
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in rows] == sorted(p.name for p in models_dir.iterdir())
+    assert [r["default"] for r in rows] == [True, True, False]
+    assert all(r["provenance"]["training"]["model"] == "squeezenet1_0" for r in rows)
+
+
+def test_infer_takes_the_default_a_positional_model_or_model(models_dir, chord_recordings, capsys):
+    folder, _ = chord_recordings
+    wav = str(folder / "sad" / "sad0.wav")
+    other = str(models_dir / "other.tflite")
+    outputs = []
+    for argv in (["infer", wav], ["infer", other, wav], ["infer", "--model", other, wav]):
+        assert main([*argv, "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert [r["source"] for out in outputs for r in out] == [wav] * 3
+    assert outputs[1] == outputs[2]
+    assert main(["infer", "--model", other, other, wav]) == 2
+    assert "two models" in capsys.readouterr().err
+
+
+def test_export_writes_provenance_into_every_file(
+    squeezenet_checkpoint, chord_recordings, tmp_path, capsys
+):
+    given = {"data": "20 chord recordings", "accuracy": {"balanced_accuracy": 1.0}}
+    path = tmp_path / "provenance.json"
+    path.write_text(json.dumps(given))
+    argv = ["export", str(squeezenet_checkpoint), "--format", "onnx", "--out", str(tmp_path)]
+    assert main([*argv, "--provenance", str(path)]) == 0
+    capsys.readouterr()
+    provenance = open_model(tmp_path / "squeezenet1_0.onnx").info.provenance
+    assert {k: provenance[k] for k in given} == given
+    assert provenance["training"]["model"] == "squeezenet1_0"
+    assert provenance["musemo"] and provenance["training"]["epoch"] >= 1
+    for bad, message in (
+        ([1, 2], "must hold a JSON object, not list"),
+        ({"training": "mine"}, "provenance keys ['training'] are written by musemo-export"),
+        ({"notes": "x" * 40000}, "too large for a model file's metadata"),
+    ):
+        path.write_text(json.dumps(bad))
+        assert main([*argv, "--force", "--provenance", str(path)]) == 2
+        assert message in capsys.readouterr().err
+    assert main([*argv, "--force", "--provenance", str(tmp_path / "missing.json")]) == 2
+    assert "--provenance" in capsys.readouterr().err
