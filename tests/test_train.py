@@ -215,6 +215,12 @@ def test_cross_validation_reports_mean_and_spread(tmp_path, chord_dataset):
     assert base["recording_accuracy"]["mean"] == pytest.approx(np.mean(values))
     assert "| baseline |" in (tmp_path / "cv" / "crossval.md").read_text()
     assert (tmp_path / "cv" / "squeezenet1_0" / "fold1" / "best.pt").exists()
+    # each fold's held-out recordings, calibrated on the other fold
+    held_out = np.load(tmp_path / "cv" / "squeezenet1_0" / "fold0" / "val_recordings.npz")
+    assert held_out["probabilities"].shape == (len(held_out["label"]), 2)
+    calibration = summary["models"]["squeezenet1_0"]["recording_calibration"]
+    assert calibration["temperature"] > 0 and 0 <= calibration["ece_calibrated"] <= 1
+    assert "--temperature" in (tmp_path / "cv" / "crossval.md").read_text()
 
 
 def test_mixup_trains_and_is_repeatable(tmp_path, chord_dataset):

@@ -382,6 +382,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         cache=args.cache,
         workers=args.workers,
         provenance=_provenance_file(args.provenance) if args.provenance else None,
+        temperature=args.temperature,
     )
     print(report_markdown(report))
     return 0
@@ -825,6 +826,11 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--provenance", metavar="FILE",
         help="a JSON object stored in every file's metadata: training data, accuracy, terms",
+    )  # fmt: skip
+    p.add_argument(
+        "--temperature", type=float, default=1.0,
+        help="show recordings' probabilities at this calibrated temperature (musemo train "
+        "--folds writes it to crossval.json)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_export)
 

@@ -81,6 +81,51 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, *, n_bins:
     return float(np.abs(gap).sum() / len(probs))
 
 
+def tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities ``(n, classes)`` at another temperature: ``softmax(log(probs) / T)``,
+    the same as dividing the logits they came from by ``T`` (> 1 softer, < 1 sharper)."""
+    return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / temperature)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature (``tempered``) under which probabilities ``(n, classes)`` are
+    most likely (lowest mean cross-entropy against ``y_true``): a log-spaced search over
+    [0.05, 20], then a finer one around the best. Fit it on held-out predictions of
+    what will be shown (e.g. each recording's mean window probability)."""
+    rows = np.arange(len(probs))
+
+    def loss(t: float) -> float:
+        p = tempered(probs, t)[rows, y_true]
+        return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
+
+    grid = np.geomspace(0.05, 20.0, 121)
+    best = grid[int(np.argmin([loss(t) for t in grid]))]
+    fine = np.geomspace(best / 1.06, best * 1.06, 25)
+    return float(fine[int(np.argmin([loss(t) for t in fine]))])
+
+
+def held_out_calibration(folds: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Calibration of cross-validated predictions, each fold ``(probs, y_true)`` of its
+    held-out recordings: the temperature fitted on all of them (for the model trained on
+    everything), and the mean over folds of the expected calibration error as they are
+    and at the temperature fitted on the *other* folds (the honest estimate; NaN with
+    one fold)."""
+    probs = np.concatenate([p for p, _ in folds])
+    y_true = np.concatenate([y for _, y in folds])
+    before = [expected_calibration_error(p, y) for p, y in folds]
+    after = []
+    for i, (p, y) in enumerate(folds[: len(folds) if len(folds) > 1 else 0]):
+        others = [f for j, f in enumerate(folds) if j != i]
+        t = fit_temperature(np.concatenate([q for q, _ in others]),
+                            np.concatenate([z for _, z in others]))  # fmt: skip
+        after.append(expected_calibration_error(tempered(p, t), y))
+    return {
+        "temperature": fit_temperature(probs, y_true),
+        "ece": float(np.mean(before)),
+        "ece_calibrated": float(np.mean(after)) if after else float("nan"),
+    }
+
+
 def evaluation(
     probs: np.ndarray, y_true: np.ndarray, recording: np.ndarray, label_names: tuple[str, ...]
 ) -> dict:

@@ -24,7 +24,7 @@ from ..audio import load_audio
 from ..errors import AudioError, ParameterError
 from ..features.clips import normalise_loudness, subclips
 from ..features.extractor import MelExtractor
-from ..metrics import softmax
+from ..metrics import softmax, tempered
 from .backends import open_model
 from .shipped import default_model
 
@@ -51,10 +51,10 @@ class WindowResult:
 @dataclasses.dataclass(frozen=True)
 class Result:
     """A whole recording: its windows and the label of their mean probabilities
-    (silent windows left out). ``uncertain``: that label's mean probability leads the
-    next one's by less than the classifier's ``uncertain_margin``. ``window_shares``:
-    the fraction of the non-silent windows given each label. ``padded``: shorter than
-    one window, padded with silence."""
+    (silent windows left out; at the model file's calibrated temperature, if any).
+    ``uncertain``: that label's mean probability leads the next one's by less than the
+    classifier's ``uncertain_margin``. ``window_shares``: the fraction of the non-silent
+    windows given each label. ``padded``: shorter than one window, padded with silence."""
 
     source: str
     duration: float
@@ -219,6 +219,8 @@ class Classifier:
                 f"{source} is silent (below {SILENCE_DBFS:g} dBFS): nothing to classify"
             )
         mean = np.mean([[w.probabilities[k] for k in self.labels] for w in heard], axis=0)
+        if self.info.temperature != 1.0:  # calibrated on held-out recordings at export
+            mean = tempered(mean[None], self.info.temperature)[0]
         top, runner_up = np.sort(mean)[::-1][:2]
         return Result(
             source=source,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import is_number
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
 
@@ -32,6 +33,8 @@ class ModelInfo:
     input_shape: tuple[int, ...]  # (batch, 1, n_mels, frames); batch -1 when free
     # where the model comes from: training data, recipe, accuracy (musemo-export --provenance)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # a recording's mean probabilities are shown at this temperature (musemo.metrics.tempered)
+    temperature: float = 1.0
 
     def to_json(self) -> str:
         """The metadata as the JSON text stored in model files."""
@@ -45,6 +48,8 @@ class ModelInfo:
         }
         if self.provenance:
             data["provenance"] = self.provenance
+        if self.temperature != 1.0:
+            data["temperature"] = self.temperature
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -64,6 +69,7 @@ class ModelInfo:
             architecture, precision = data["architecture"], data["precision"]
             shape = tuple(data["input_shape"])
             provenance = data.get("provenance", {})
+            temperature = data.get("temperature", 1.0)
         except KeyError as exc:
             raise ParameterError(f"{source}: musemo metadata lacks {exc.args[0]!r}") from exc
         except (ParameterError, TypeError, ValueError) as exc:
@@ -82,7 +88,9 @@ class ModelInfo:
             )
         if not isinstance(provenance, dict):
             raise ParameterError(f"{source}: metadata provenance must be a JSON object")
-        return cls(spec, labels, architecture, precision, shape, provenance)
+        if not is_number(temperature) or not 0 < temperature < float("inf"):
+            raise ParameterError(f"{source}: metadata temperature {temperature!r}: must be > 0")
+        return cls(spec, labels, architecture, precision, shape, provenance, float(temperature))
 
 
 # ----------------------------------------------------------------------------- ONNX

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import staging_folder, write_text, writing
+from .._checks import is_number
 from .._version import __version__
 from ..edge.backends import open_model
 from ..edge.metadata import MAX_METADATA_BYTES, ModelInfo
@@ -151,12 +152,13 @@ class _Plan:
     files: dict[str, str]
     out_dir: Path
     provenance: dict = dataclasses.field(default_factory=dict)
+    temperature: float = 1.0
 
     def info(self, state: dict, fmt: Format, precision: str) -> ModelInfo:
         spec = FeatureSpec.from_dict(state["spec"])
         shape = (fmt.batch, 1, *spec.clip_shape)
-        labels = tuple(state["labels"])
-        return ModelInfo(spec, labels, state["model"], precision, shape, self.provenance)
+        labels, arch = tuple(state["labels"]), state["model"]
+        return ModelInfo(spec, labels, arch, precision, shape, self.provenance, self.temperature)
 
 
 def model_provenance(state: dict, given: Mapping[str, Any] | None) -> dict:
@@ -195,6 +197,7 @@ def export_checkpoint(
     cache: str | os.PathLike | None = None,
     workers: int = 1,
     provenance: Mapping[str, Any] | None = None,
+    temperature: float = 1.0,
 ) -> dict:
     """Export a musemo checkpoint to deployable model files, with a report.
 
@@ -230,6 +233,10 @@ def export_checkpoint(
         Where the model comes from (training data, accuracy, terms), stored in every
         file's metadata beside the musemo version and training recipe
         (``model_provenance``).
+    temperature : float
+        The files show a recording's mean probabilities at this temperature
+        (``musemo.metrics.tempered``): the one ``musemo train --folds`` fits on
+        held-out recordings (``crossval.json``); 1 leaves them as they are.
 
     Returns
     -------
@@ -258,7 +265,11 @@ def export_checkpoint(
     state = load_checkpoint(checkpoint)
     out_dir = Path(out) if out is not None else Path(checkpoint).parent
     plan = _plan(state, formats, int8, calib, calib_method, keep_float, out_dir, name, force)
-    plan = dataclasses.replace(plan, provenance=model_provenance(state, provenance))
+    if not is_number(temperature) or temperature <= 0:
+        raise ParameterError(f"temperature={temperature!r}: must be a positive number")
+    plan = dataclasses.replace(
+        plan, provenance=model_provenance(state, provenance), temperature=float(temperature)
+    )
     model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
     _check_modules(model, state["model"], plan)
     timings: dict[str, float] = {}

@@ -16,8 +16,9 @@ from .._atomic import write_text
 from ..data.splits import holdout_split, kfold_splits
 from ..data.subclips import SubclipData
 from ..features.spec import FeatureSpec
+from ..metrics import held_out_calibration
 from .baseline import fit_baseline
-from .loop import TrainConfig, fit
+from .loop import VAL_RECORDINGS, TrainConfig, fit
 
 COLUMNS = (
     "split",
@@ -145,6 +146,9 @@ def cross_validate(
     mean and standard deviation over the folds. Writes ``crossval.json`` and
     ``crossval.md`` in ``out_dir`` (updated after every fold) and one run per (model,
     fold); ``resume`` continues each run where it stopped (a finished one is only scored).
+    Each model's ``recording_calibration`` (``musemo.metrics.held_out_calibration``)
+    gives the temperature for ``musemo-export --temperature`` and the recordings'
+    expected calibration error without and with it.
     """
     out = Path(out_dir)
     folds = kfold_splits(data, k=k, mode=mode, seed=config.seed)
@@ -165,10 +169,20 @@ def cross_validate(
                 }
             )
         summary = _summarise(per_fold, k, mode)
+        for name in models:
+            summary["models"][name]["recording_calibration"] = held_out_calibration(
+                [_held_out(out / name / f"fold{j}") for j in range(i + 1)]
+            )
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "crossval.json", json.dumps(summary, indent=2))
         write_text(out / "crossval.md", crossval_table(summary))
     return summary
+
+
+def _held_out(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A finished run's validation recordings: (mean probabilities, true labels)."""
+    with np.load(run / VAL_RECORDINGS) as f:
+        return f["probabilities"], f["label"]
 
 
 def _summarise(per_fold: dict[str, list[dict]], k: int, mode: str) -> dict:
@@ -201,4 +215,13 @@ def crossval_table(summary: dict) -> str:
             for key in ("subclip_accuracy", "recording_accuracy", "balanced_accuracy")
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    calibrated = [(n, m["recording_calibration"]) for n, m in summary["models"].items()
+                  if "recording_calibration" in m]  # fmt: skip
+    if calibrated:
+        lines.append("\nPer recording, expected calibration error over the held-out folds:")
+    for name, c in calibrated:
+        lines.append(
+            f"- {name}: {c['ece']:.3f}, {c['ece_calibrated']:.3f} at the temperature fitted "
+            f"on the other folds; on all folds: --temperature {c['temperature']:.3g}"
+        )
     return "\n".join(lines) + "\n"

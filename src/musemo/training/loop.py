@@ -1,7 +1,8 @@
 """Fine-tune one CNN on cached sub-clips, on CUDA (mixed precision) or the CPU.
 
 A run directory holds ``last.pt`` and ``best.pt`` (written atomically every
-epoch), ``metrics.json``, ``split.json``, ``curves.png`` and ``confusion.png``.
+epoch), ``metrics.json``, ``split.json``, ``curves.png``, ``confusion.png`` and
+``val_recordings.npz`` (each validation recording's final mean probabilities).
 The final scores are the last epoch's (not the best epoch picked on the very
 split being scored); ``best.pt`` is the checkpoint with the best validation
 recording accuracy, for use.
@@ -23,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._atomic import remove_leftovers, write_text, writing
+from .._atomic import atomic_path, remove_leftovers, write_text, writing
 from .._checks import check_int
 from .._progress import progress_bar
 from ..data.splits import describe_split
@@ -35,6 +36,8 @@ from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
 from .models import RAW_INPUT, build_model, head_of
+
+VAL_RECORDINGS = "val_recordings.npz"  # written by finish, read by cross_validate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,16 +560,17 @@ class _Run:
         self.scaler.update()
         return loss.item(), int((logits.argmax(dim=1) == yt).sum().item())
 
-    def evaluate(self, rows: np.ndarray) -> tuple[dict, float]:
+    def evaluate(self, rows: np.ndarray) -> tuple[dict, float, np.ndarray]:
+        """Scores of ``rows``, their mean loss and class probabilities."""
         probs, loss = predict(
             self.model, self.data, rows, self.spec, self.device, amp_dtype=self.amp_dtype
         )
         d = self.data
-        return evaluation(probs, d.labels[rows], d.index[rows, 0], d.label_names), loss
+        return evaluation(probs, d.labels[rows], d.index[rows, 0], d.label_names), loss, probs
 
     def validate(self, rows, epoch: int, train_loss, train_accuracy, seen, seconds) -> dict:
         """Score ``rows`` after an epoch and add the epoch to the history."""
-        ev, val_loss = self.evaluate(rows)
+        ev, val_loss, _ = self.evaluate(rows)
         entry = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -596,7 +600,8 @@ class _Run:
         epoch's: picking the best epoch on the validation split and reporting that split
         would flatter the model; ``best.pt`` (chosen on validation) is kept for use.
         ``weight_spread``: how far the processes' final weights differ (0 when one)."""
-        final, val_loss = self.evaluate(rows)
+        final, val_loss, probs = self.evaluate(rows)
+        _write_recordings(out / VAL_RECORDINGS, probs, self.data, rows)
         final.update(
             epoch=self.history[-1]["epoch"],
             best_epoch=self.best["epoch"],
@@ -616,6 +621,16 @@ class _Run:
         write_text(out / "metrics.json", json.dumps(metrics, indent=2))
         _plots(metrics, out)
         return metrics
+
+
+def _write_recordings(path: Path, probs: np.ndarray, data: SubclipData, rows) -> None:
+    """Each validation recording's mean probabilities and true label, the last epoch's
+    (``VAL_RECORDINGS``: what ``cross_validate`` calibrates on)."""
+    ids, means, inverse = recording_means(probs, data.index[rows, 0])
+    truth = np.zeros(len(ids), dtype=np.int64)
+    truth[inverse] = data.labels[rows]
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, recording=ids, label=truth, probabilities=means)
 
 
 def _plots(metrics: dict, out: Path) -> None:
