@@ -15,7 +15,8 @@ p(happy), threshold 0.5, equal weights fixed beforehand). With ``--auxiliary`` (
 other quadrants, ``musemo datasets 4q SRC OUT --quadrants Q2,Q4``), the two-checkpoint
 probe also learns valence and arousal apart from recordings of all four quadrants
 (``axes_probe_scores``); an auxiliary recording by an artist of the fold being scored
-is left out of that fold's training.
+is left out of that fold's training. With both, the fine-tuned model is also averaged
+with that probe (the logistic of its score as p(happy), the same rule).
 
     python benchmarks/real_music.py --data /data/4q --out runs/4q --models squeezenet1_0
     python benchmarks/real_music.py --data /data/4q --out runs/4q --loudness -20
@@ -97,9 +98,10 @@ def _auxiliary(args, spec: FeatureSpec, out: Path, load: dict) -> tuple[np.ndarr
     return probe_inputs(table, ENSEMBLE_PROBE), axes, groups
 
 
-def _axes_fold(table, labels, groups, train, val, aux, seed: int) -> dict:
+def _axes_fold(table, labels, groups, train, val, aux, seed: int) -> tuple[dict, np.ndarray]:
     """The valence + arousal probe of one fold: its training recordings and the
-    auxiliary ones by other artists than the fold's, scored on ``val``."""
+    auxiliary ones by other artists than the fold's, scored on ``val``; and the
+    ``val`` recordings' scores (the sum of the two logits)."""
     x_aux, axes_aux, groups_aux = aux
     x = probe_inputs(table, ENSEMBLE_PROBE)
     other = ~np.isin(groups_aux, groups[val])
@@ -109,7 +111,8 @@ def _axes_fold(table, labels, groups, train, val, aux, seed: int) -> dict:
         np.concatenate([groups[train], groups_aux[other]]), x[val], seed=seed,
     )  # fmt: skip
     positive = labels[val] == POSITIVE
-    return {**fold_scores(score, positive, 0.0), "C": list(cs), "auxiliary": int(other.sum())}
+    row = {**fold_scores(score, positive, 0.0), "C": list(cs), "auxiliary": int(other.sum())}
+    return row, score
 
 
 def _recording_folds(data, k: int, seed: int) -> list[tuple[set, set]]:
@@ -214,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if aux is not None:
             names = np.array(data_m.label_names)[labels]
-            rows.setdefault(f"musicnn probe ({ENSEMBLE_PROBE}), valence + arousal", []).append(
-                _axes_fold(table, names, groups, train, val, aux, args.seed)
-            )
+            row, axes_score = _axes_fold(table, names, groups, train, val, aux, args.seed)
+            rows.setdefault(f"musicnn probe ({ENSEMBLE_PROBE}), valence + arousal", []).append(row)
         for model in args.models:
             config = TrainConfig(model=model, epochs=args.epochs, seed=args.seed)
             result = fit(
@@ -236,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.setdefault(f"musicnn fine-tuned + probe ({ENSEMBLE_PROBE})", []).append(
                 fold_scores((tuned + probes[ENSEMBLE_PROBE]) / 2, positive[val], 0.5)
             )
+            if aux is not None:  # the axes score as a probability: its logistic
+                both = (tuned + 1 / (1 + np.exp(-axes_score))) / 2
+                rows.setdefault("musicnn fine-tuned + valence + arousal probe", []).append(
+                    fold_scores(both, positive[val], 0.5)
+                )
         summary = _summary(per_fold, args.folds)
         write_text(out / "real_music.json", json.dumps(summary, indent=2))
         write_text(out / "real_music.md", _table(summary, title))

@@ -141,6 +141,7 @@ def test_real_music_benchmark_scores_every_row_on_the_same_folds(tmp_path, music
         "musicnn fine-tuned",
         "musicnn fine-tuned + probe (pooled + MTT_musicnn)",
         "musicnn probe (pooled + MTT_musicnn), valence + arousal",
+        "musicnn fine-tuned + valence + arousal probe",
     }
     assert all(len(m["folds"]) == 2 for m in models.values())
     # the auxiliary recording by happy0's artist is left out of the fold that scores happy0
