@@ -93,9 +93,10 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     [0.05, 20], then a finer one around the best. Fit it on held-out predictions of
     what will be shown (e.g. each recording's mean window probability)."""
     rows = np.arange(len(probs))
+    log_probs = np.log(np.clip(probs, 1e-12, 1.0))
 
     def loss(t: float) -> float:
-        p = tempered(probs, t)[rows, y_true]
+        p = softmax(log_probs / t)[rows, y_true]
         return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
 
     grid = np.geomspace(0.05, 20.0, 121)
@@ -110,19 +111,19 @@ def held_out_calibration(folds: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     everything), and the mean over folds of the expected calibration error as they are
     and at the temperature fitted on the *other* folds (the honest estimate; NaN with
     one fold)."""
-    probs = np.concatenate([p for p, _ in folds])
-    y_true = np.concatenate([y for _, y in folds])
+
+    def fitted(chosen: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return fit_temperature(*(np.concatenate(part) for part in zip(*chosen)))
+
     before = [expected_calibration_error(p, y) for p, y in folds]
-    after = []
-    for i, (p, y) in enumerate(folds[: len(folds) if len(folds) > 1 else 0]):
-        others = [f for j, f in enumerate(folds) if j != i]
-        t = fit_temperature(np.concatenate([q for q, _ in others]),
-                            np.concatenate([z for _, z in others]))  # fmt: skip
-        after.append(expected_calibration_error(tempered(p, t), y))
+    after = [
+        expected_calibration_error(tempered(p, fitted(folds[:i] + folds[i + 1 :])), y)
+        for i, (p, y) in enumerate(folds)
+    ] if len(folds) > 1 else [float("nan")]  # fmt: skip
     return {
-        "temperature": fit_temperature(probs, y_true),
+        "temperature": fitted(folds),
         "ece": float(np.mean(before)),
-        "ece_calibrated": float(np.mean(after)) if after else float("nan"),
+        "ece_calibrated": float(np.mean(after)),
     }
 
 

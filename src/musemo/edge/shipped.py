@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import MissingDependencyError, ParameterError
-from .backends import has_runtime, open_model
+from .backends import BACKENDS, has_runtime, open_model
 from .metadata import ModelInfo
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -43,7 +43,7 @@ def shipped_models(folder: str | os.PathLike | None = None) -> list[ShippedModel
         The runtime for one of the files is not installed.
     """
     folder = Path(folder) if folder is not None else MODELS_DIR
-    paths = sorted(p for p in folder.glob("*") if p.suffix in (".onnx", ".tflite"))
+    paths = sorted(p for p in folder.glob("*") if p.suffix in BACKENDS)
     found = []
     for path in paths:
         info = open_model(path).info
@@ -63,8 +63,7 @@ def default_model(folder: str | os.PathLike | None = None) -> Path:
         The files are there but neither runtime is installed.
     """
     folder = Path(folder) if folder is not None else MODELS_DIR
-    present = [folder / f"{DEFAULT_MODEL}{s}" for s in SUFFIXES]
-    present = [p for p in present if p.is_file()]
+    present = [p for s in SUFFIXES if (p := folder / f"{DEFAULT_MODEL}{s}").is_file()]
     if not present:
         raise ParameterError(f"this musemo has no default model (no {DEFAULT_MODEL}.* in "
                              f"{folder}): {BUILD_HINT}")  # fmt: skip

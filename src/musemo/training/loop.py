@@ -31,7 +31,7 @@ from ..data.splits import describe_split
 from ..data.subclips import SubclipData
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec, differences_from_musicnn
-from ..metrics import evaluation, recording_means
+from ..metrics import evaluation, per_recording, recording_means
 from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
@@ -626,9 +626,8 @@ class _Run:
 def _write_recordings(path: Path, probs: np.ndarray, data: SubclipData, rows) -> None:
     """Each validation recording's mean probabilities and true label, the last epoch's
     (``VAL_RECORDINGS``: what ``cross_validate`` calibrates on)."""
-    ids, means, inverse = recording_means(probs, data.index[rows, 0])
-    truth = np.zeros(len(ids), dtype=np.int64)
-    truth[inverse] = data.labels[rows]
+    ids, truth, _ = per_recording(probs, data.index[rows, 0], data.labels[rows])
+    means = recording_means(probs, data.index[rows, 0])[1]
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, recording=ids, label=truth, probabilities=means)
 
