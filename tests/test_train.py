@@ -198,6 +198,38 @@ def test_cli_train_then_evaluate(tmp_path, chord_dataset, capsys):
     assert main(["evaluate", str(out / "best.pt"), *outside, "--allow-outside-root"]) == 0
 
 
+def test_a_final_model_trains_on_everything(tmp_path, chord_dataset, capsys):
+    """--val-fraction 0: every sub-clip trains, nothing is scored, last.pt is the model."""
+    folder, cache, data, *_ = chord_dataset
+    train, val = holdout_split(data, val_fraction=0)
+    assert len(train) == len(data) and len(val) == 0
+    common = ["--data", str(folder), "--cache", str(cache), "--quiet", "--workers", "1"]
+    out = tmp_path / "final"
+    args = ["train", *common, *TINY_SPEC_ARGS, "--epochs", "2", "--out", str(out)]
+    assert main([*args, "--val-fraction", "0"]) == 0
+    assert f"trained on all {len(data)} sub-clips, nothing held out" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curves.png", "last.pt", "metrics.json", "split.json"
+    ]  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["validated"] is False and "recording" not in metrics["final"]
+    assert [set(h) & {"val_loss", "val_accuracy"} for h in metrics["history"]] == [set(), set()]
+    split = json.loads((out / "split.json").read_text())
+    assert (split["train_subclips"], split["val_subclips"]) == (len(data), 0)
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 2 and state["split"]["train_groups"] == 16
+    # the same settings with nothing held out are repeatable to the bit
+    again = tmp_path / "again"
+    assert main([*args[:-1], str(again), "--val-fraction", "0"]) == 0
+    first, second = state["model_state"], load_checkpoint(again / "last.pt")["model_state"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    for several in (["--folds", "2"], ["--compare"]):
+        assert main([*args, "--val-fraction", "0", *several]) == 2
+        assert "--val-fraction 0 trains one final model" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match=r"val_fraction=0.5: must be in \[0, 0.5\)"):
+        holdout_split(data, val_fraction=0.5)
+
+
 def test_cross_validation_reports_mean_and_spread(tmp_path, chord_dataset):
     _, _, data, _, _ = chord_dataset
     summary = cross_validate(

@@ -164,6 +164,11 @@ def _check_train_request(args: argparse.Namespace) -> None:
         raise ParameterError(
             "under torchrun, train one model on one split (no --folds, --compare, all)"
         )
+    if args.val_fraction == 0 and several:
+        raise ParameterError(
+            "--val-fraction 0 trains one final model on everything, with nothing to score: "
+            "leave out --folds, --compare and all (cross-validate the same settings first)"
+        )
     if args.split == "both" and not several:
         raise ParameterError(
             "--split both trains on both kinds of split: add --compare (a table beside the "
@@ -246,6 +251,10 @@ def _train_one(args, data, spec, config, mode: str) -> int:
     if not metrics:  # a torchrun process other than rank 0
         return 0
     final = metrics["final"]
+    if not final["validated"]:
+        print(f"{config.model} (epoch {final['epoch']}): trained on all "
+              f"{len(train)} sub-clips, nothing held out -> {args.out}/last.pt")  # fmt: skip
+        return 0
     print(
         f"{config.model} ({mode} split, epoch {final['epoch']}): "
         f"sub-clip accuracy {final['subclip']['accuracy']:.3f}, "
@@ -683,7 +692,12 @@ def _add_train(sub) -> None:
         help="grouped by recording (honest), random sub-clips (the paper's), or both "
         "(with --compare or --folds)",
     )
-    p.add_argument("--val-fraction", type=float, default=0.15, help="held-out share of one split")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="held-out share of one split (0: train a final model on everything)",
+    )
     p.add_argument(
         "--folds", type=int, default=0, help="k-fold cross-validation with the baseline (0: off)"
     )

@@ -58,22 +58,27 @@ def plot_melspectrogram(
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
-    """Training and validation loss and accuracy per epoch (the paper's Fig. 8)."""
+    """Training and validation loss and accuracy per epoch (the paper's Fig. 8); the
+    training side alone for a run without validation."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
+    validated = all("val_loss" in h for h in history)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="training")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], "o-", label="training (sub-clips)")
+    if validated:
+        ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
+        ax_acc.plot(
+            epochs, [h["val_accuracy"] for h in history], "o-", label="validation (sub-clips)"
+        )
+        ax_acc.plot(
+            epochs,
+            [h["val_recording_accuracy"] for h in history],
+            "s--",
+            label="validation (recordings)",
+        )
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss")
-    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], "o-", label="training (sub-clips)")
-    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], "o-", label="validation (sub-clips)")
-    ax_acc.plot(
-        epochs,
-        [h["val_recording_accuracy"] for h in history],
-        "s--",
-        label="validation (recordings)",
-    )
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1.02)

@@ -80,9 +80,14 @@ def holdout_split(
     data: SubclipData, *, val_fraction: float = 0.15, mode: str = "grouped", seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """One (train, validation) split with about ``val_fraction`` of the sub-clips held out
-    (the paper's 85/15): the first fold of ``round(1 / val_fraction)`` stratified folds."""
-    if not 0 < val_fraction < 0.5:
-        raise ParameterError(f"val_fraction={val_fraction}: must be between 0 and 0.5")
+    (the paper's 85/15): the first fold of ``round(1 / val_fraction)`` stratified folds.
+    ``val_fraction=0`` holds nothing out: every sub-clip trains (a final model, whose
+    accuracy comes from cross-validating the same settings)."""
+    if not 0 <= val_fraction < 0.5:
+        raise ParameterError(f"val_fraction={val_fraction}: must be in [0, 0.5)")
+    if val_fraction == 0:
+        _check_split(data, 1, mode)
+        return np.arange(len(data)), np.arange(0)
     return kfold_splits(data, k=max(2, round(1 / val_fraction)), mode=mode, seed=seed)[0]
 
 

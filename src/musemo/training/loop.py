@@ -5,7 +5,9 @@ epoch), ``metrics.json``, ``split.json``, ``curves.png``, ``confusion.png`` and
 ``val_recordings.npz`` (each validation recording's final mean probabilities).
 The final scores are the last epoch's (not the best epoch picked on the very
 split being scored); ``best.pt`` is the checkpoint with the best validation
-recording accuracy, for use.
+recording accuracy, for use. With no validation rows (``holdout_split(...,
+val_fraction=0)``) every sub-clip trains, nothing is scored, and the run holds ``last.pt``
+(the final model), ``metrics.json`` with the training history, and ``curves.png``.
 A run is repeatable: shuffling, augmentation and dropout are seeded per epoch,
 so ``resume=True`` continues an interrupted run exactly. With ``probe=True`` a
 pretrained musicnn stays frozen and its head is fitted once, in closed form (a logistic
@@ -241,7 +243,8 @@ def fit(
     data : SubclipData
         The sub-clips (``musemo.data.load_dataset``).
     train_rows, val_rows : numpy.ndarray
-        Sub-clip indices of each side of the split (``musemo.data.holdout_split``).
+        Sub-clip indices of each side of the split (``musemo.data.holdout_split``);
+        ``val_rows`` empty: train on everything, score nothing.
     spec : FeatureSpec
         The features of ``data``; the input statistics of the training rows are added.
     config : TrainConfig
@@ -262,7 +265,8 @@ def fit(
     -------
     dict
         The metrics written to ``out_dir/metrics.json``: ``history`` per epoch and the
-        ``final`` scores (the last epoch's). Under ``torchrun`` every process trains on
+        ``final`` scores (the last epoch's; without validation rows, only its epoch and
+        device, with ``validated`` False). Under ``torchrun`` every process trains on
         its share of each epoch (DDP) and rank 0 validates and writes; the others
         return an empty dict.
 
@@ -315,8 +319,8 @@ def fit(
 
 
 def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> None:
-    if len(train_rows) == 0 or len(val_rows) == 0:
-        raise ParameterError("training needs sub-clips on both sides of the split")
+    if len(train_rows) == 0:
+        raise ParameterError("training needs training sub-clips (the split left none)")
     wrong = differences_from_musicnn(spec)
     if config.model == "musicnn" and config.weights == "pretrained" and wrong:
         raise ParameterError(
@@ -332,11 +336,15 @@ def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> 
 
 
 def _epoch_line(config: TrainConfig, e: dict) -> str:
+    val = (
+        f"val loss {e['val_loss']:.3f} acc {e['val_accuracy']:.3f} "
+        f"recordings {e['val_recording_accuracy']:.3f}"
+        if "val_loss" in e
+        else "no validation"
+    )
     return (
         f"{config.model} epoch {e['epoch']}/{config.epochs}: loss {e['train_loss']:.3f} "
-        f"acc {e['train_accuracy']:.3f} | val loss {e['val_loss']:.3f} "
-        f"acc {e['val_accuracy']:.3f} recordings {e['val_recording_accuracy']:.3f} "
-        f"| {e['train_subclips_per_s']:.1f} sub-clips/s"
+        f"acc {e['train_accuracy']:.3f} | {val} | {e['train_subclips_per_s']:.1f} sub-clips/s"
     )
 
 
@@ -569,28 +577,29 @@ class _Run:
         return evaluation(probs, d.labels[rows], d.index[rows, 0], d.label_names), loss, probs
 
     def validate(self, rows, epoch: int, train_loss, train_accuracy, seen, seconds) -> dict:
-        """Score ``rows`` after an epoch and add the epoch to the history."""
-        ev, val_loss, _ = self.evaluate(rows)
+        """Score ``rows`` (when there are any) after an epoch; add the epoch to the history."""
         entry = {
             "epoch": epoch,
             "train_loss": train_loss,
             "train_accuracy": train_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": ev["subclip"]["accuracy"],
-            "val_recording_accuracy": ev["recording"]["accuracy"],
             "lr": self.optimiser.param_groups[0]["lr"],
             "train_seconds": seconds,
             "train_subclips_per_s": seen / seconds,
             "processes": self.world.size,
         }
+        if len(rows):
+            ev, val_loss, _ = self.evaluate(rows)
+            entry["val_loss"] = val_loss
+            entry["val_accuracy"] = ev["subclip"]["accuracy"]
+            entry["val_recording_accuracy"] = ev["recording"]["accuracy"]
         self.history.append(entry)
         return entry
 
     def save(self, out: Path, epoch: int) -> None:
-        """``best.pt`` when this epoch is the best so far, then ``last.pt``."""
+        """``best.pt`` when this epoch is the best so far (on validation), then ``last.pt``."""
         e = self.history[-1]
-        key = (e["val_recording_accuracy"], -e["val_loss"])
-        if key > tuple(self.best["key"]):
+        key = (e["val_recording_accuracy"], -e["val_loss"]) if "val_loss" in e else None
+        if key is not None and key > tuple(self.best["key"]):
             self.best = {"key": key, "epoch": epoch}
             save_checkpoint(out / "best.pt", self.checkpoint(epoch))
         save_checkpoint(out / "last.pt", self.checkpoint(epoch))
@@ -600,12 +609,13 @@ class _Run:
         epoch's: picking the best epoch on the validation split and reporting that split
         would flatter the model; ``best.pt`` (chosen on validation) is kept for use.
         ``weight_spread``: how far the processes' final weights differ (0 when one)."""
-        final, val_loss, probs = self.evaluate(rows)
-        _write_recordings(out / VAL_RECORDINGS, probs, self.data, rows)
+        final: dict = {"validated": bool(len(rows))}
+        if len(rows):
+            scores, val_loss, probs = self.evaluate(rows)
+            _write_recordings(out / VAL_RECORDINGS, probs, self.data, rows)
+            final.update(scores, val_loss=val_loss, best_epoch=self.best["epoch"])
         final.update(
             epoch=self.history[-1]["epoch"],
-            best_epoch=self.best["epoch"],
-            val_loss=val_loss,
             device=str(self.device),
             amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
             processes=self.world.size,
@@ -640,6 +650,8 @@ def _plots(metrics: dict, out: Path) -> None:
     name = metrics["model"]
     plot_curves(metrics["history"], out / "curves.png", title=f"{name}: training curves")
     final = metrics["final"]
+    if not final["validated"]:
+        return
     plot_confusion(
         {"sub-clips": final["subclip"]["confusion"], "recordings": final["recording"]["confusion"]},
         final["labels"],
