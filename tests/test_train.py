@@ -17,6 +17,7 @@ from musemo import ParameterError
 from musemo.cli import main
 from musemo.data import holdout_split, load_dataset
 from musemo.features import FeatureSpec
+from musemo.metrics import roc_auc
 from musemo.training import (
     TrainConfig,
     compare_models,
@@ -245,7 +246,19 @@ def test_cross_validation_reports_mean_and_spread(tmp_path, chord_dataset):
     base = summary["models"]["baseline"]
     values = [f["recording_accuracy"] for f in base["folds"]]
     assert base["recording_accuracy"]["mean"] == pytest.approx(np.mean(values))
-    assert "| baseline |" in (tmp_path / "cv" / "crossval.md").read_text()
+    table = (tmp_path / "cv" / "crossval.md").read_text()
+    assert (
+        "| baseline |" in table and "| recording balanced accuracy | recording ROC AUC |" in table
+    )
+    # per recording, balanced accuracy and AUC beside the sub-clips' scores
+    for fold in summary["models"]["squeezenet1_0"]["folds"]:
+        run = np.load(
+            tmp_path / "cv" / "squeezenet1_0" / f"fold{fold['fold']}" / "val_recordings.npz"
+        )
+        p_sad, sad = run["probabilities"][:, 1], run["label"] == 1
+        assert fold["recording_roc_auc"] == pytest.approx(roc_auc(p_sad, sad))
+        recalls = [np.mean((p_sad > 0.5)[sad]), np.mean((p_sad <= 0.5)[~sad])]
+        assert fold["recording_balanced_accuracy"] == pytest.approx(np.mean(recalls))
     assert (tmp_path / "cv" / "squeezenet1_0" / "fold1" / "best.pt").exists()
     # each fold's held-out recordings, calibrated on the other fold
     held_out = np.load(tmp_path / "cv" / "squeezenet1_0" / "fold0" / "val_recordings.npz")

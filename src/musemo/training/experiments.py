@@ -159,15 +159,7 @@ def cross_validate(
             mode=mode, progress=progress, resume=resume,
         )  # fmt: skip
         for name, result in results.items():
-            final = result["final"]
-            per_fold.setdefault(name, []).append(
-                {
-                    "fold": i,
-                    "subclip_accuracy": final["subclip"]["accuracy"],
-                    "recording_accuracy": final["recording"]["accuracy"],
-                    "balanced_accuracy": final["subclip"]["balanced_accuracy"],
-                }
-            )
+            per_fold.setdefault(name, []).append({"fold": i, **_fold_scores(result["final"])})
         summary = _summarise(per_fold, k, mode)
         for name in models:
             summary["models"][name]["recording_calibration"] = held_out_calibration(
@@ -185,11 +177,33 @@ def _held_out(run: Path) -> tuple[np.ndarray, np.ndarray]:
         return f["probabilities"], f["label"]
 
 
+# a fold's scores in cross_validate's summary, and their headings in crossval.md
+FOLD_SCORES = {
+    "subclip_accuracy": "sub-clip accuracy",
+    "balanced_accuracy": "sub-clip balanced accuracy",
+    "recording_accuracy": "recording accuracy",
+    "recording_balanced_accuracy": "recording balanced accuracy",
+    "recording_roc_auc": "recording ROC AUC",
+}
+
+
+def _fold_scores(final: dict) -> dict:
+    """``FOLD_SCORES`` of one fold's final scores (AUC: NaN with more than two labels)."""
+    subclip, recording = final["subclip"], final["recording"]
+    return {
+        "subclip_accuracy": subclip["accuracy"],
+        "balanced_accuracy": subclip["balanced_accuracy"],
+        "recording_accuracy": recording["accuracy"],
+        "recording_balanced_accuracy": recording["balanced_accuracy"],
+        "recording_roc_auc": recording.get("roc_auc", float("nan")),
+    }
+
+
 def _summarise(per_fold: dict[str, list[dict]], k: int, mode: str) -> dict:
     models = {}
     for name, folds in per_fold.items():
         stats = {}
-        for key in ("subclip_accuracy", "recording_accuracy", "balanced_accuracy"):
+        for key in FOLD_SCORES:
             values = np.array([f[key] for f in folds])
             stats[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=0))}
         models[name] = {"folds": folds, **stats}
@@ -206,14 +220,11 @@ def crossval_table(summary: dict) -> str:
     lines = [
         f"{summary['k']}-fold cross-validation, {summary['mode']} split "
         f"({summary['folds_done']} folds done): mean ± std over folds\n",
-        "| model | sub-clip accuracy | recording accuracy | balanced accuracy |",
-        "|---|---|---|---|",
+        "| model | " + " | ".join(FOLD_SCORES.values()) + " |",
+        "|---" * (len(FOLD_SCORES) + 1) + "|",
     ]
     for name, m in summary["models"].items():
-        cells = [
-            f"{m[key]['mean']:.3f} ± {m[key]['std']:.3f}"
-            for key in ("subclip_accuracy", "recording_accuracy", "balanced_accuracy")
-        ]
+        cells = [f"{m[key]['mean']:.3f} ± {m[key]['std']:.3f}" for key in FOLD_SCORES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     calibrated = [(n, m["recording_calibration"]) for n, m in summary["models"].items()
                   if "recording_calibration" in m]  # fmt: skip
