@@ -1,5 +1,6 @@
 """Calibrated probabilities: a temperature fitted on held-out recordings, carried by the
-model file and applied to every recording's result."""
+model file and applied to every recording's result; a recording's probabilities as the
+mean of its windows' or of their logits."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from musemo import ParameterError
 from musemo.edge.metadata import ModelInfo
 from musemo.features import FeatureSpec
 from musemo.metrics import (
+    evaluation,
     expected_calibration_error,
     fit_temperature,
     held_out_calibration,
+    recording_probabilities,
+    softmax,
     tempered,
 )
 
@@ -52,6 +56,38 @@ def test_held_out_calibration_lowers_the_error_of_an_overconfident_model():
     assert c["ece"] > 0.15 and c["ece_calibrated"] < 0.06
     assert c["ece"] == pytest.approx(np.mean([expected_calibration_error(*f) for f in folds]))
     assert np.isnan(held_out_calibration(folds[:1])["ece_calibrated"])
+    # pooled: one ECE over all 1000 recordings, lower than a fold's for a calibrated model
+    pooled = np.concatenate([f[0] for f in folds]), np.concatenate([f[1] for f in folds])
+    assert c["ece_pooled"] == pytest.approx(expected_calibration_error(*pooled))
+    assert c["ece_pooled_calibrated"] < 0.04
+    plain = held_out_calibration([_calibrated(90, seed) for seed in range(5)])
+    assert plain["ece_pooled"] < plain["ece"]  # fewer rows per bin, more upward bias
+
+
+def test_a_recording_from_the_mean_of_its_windows_logits():
+    rng = np.random.default_rng(3)
+    w, b = rng.normal(size=(3, 8)), rng.normal(size=3)
+    x = rng.normal(size=(12, 8))  # 12 windows of 3 recordings, a linear 3-class head
+    recording = np.repeat([7, 2, 5], 4)
+    probs = softmax(x @ w.T + b)
+    ids, by_mean, inverse = recording_probabilities(probs, recording)
+    assert ids.tolist() == [2, 5, 7] and (ids[inverse] == recording).all()
+    assert np.allclose(by_mean[0], probs[4:8].mean(axis=0))
+    _, by_logits, _ = recording_probabilities(probs, recording, aggregate="logits")
+    # the head on each recording's mean window: what a probe fitted on means predicts
+    for k, r in enumerate(ids):
+        head = softmax((x[recording == r].mean(axis=0) @ w.T + b)[None])[0]
+        assert np.allclose(by_logits[k], head)
+    # for two classes, the mean of the logits is more confident than the mean of the
+    # probabilities (Jensen), never the other way round
+    two = softmax(np.stack([np.zeros(12), x[:, 0] * 4], axis=1))
+    _, m, _ = recording_probabilities(two, recording)
+    _, lg, _ = recording_probabilities(two, recording, aggregate="logits")
+    assert (np.abs(lg[:, 1] - 0.5) >= np.abs(m[:, 1] - 0.5) - 1e-12).all()
+    ev = evaluation(two, np.zeros(12, np.int64), recording, ("a", "b"), aggregate="logits")
+    assert ev["recording"]["accuracy"] == np.mean(lg.argmax(axis=1) == 0)
+    with pytest.raises(ParameterError, match="aggregate='median': choose one of"):
+        recording_probabilities(probs, recording, aggregate="median")
 
 
 def _info(**extra) -> ModelInfo:
@@ -68,6 +104,17 @@ def test_the_temperature_travels_in_the_metadata():
         text["temperature"] = bad
         with pytest.raises(ParameterError, match="temperature"):
             ModelInfo.from_json(json.dumps(text), source="m.onnx")
+
+
+def test_the_aggregate_travels_in_the_metadata():
+    info = ModelInfo.from_json(_info(aggregate="logits").to_json())
+    assert info.aggregate == "logits"
+    assert "aggregate" not in json.loads(_info().to_json())  # older readers see no change
+    assert ModelInfo.from_json(_info().to_json()).aggregate == "probabilities"
+    text = json.loads(_info().to_json())
+    text["aggregate"] = "vote"
+    with pytest.raises(ParameterError, match="m.onnx: metadata aggregate 'vote'"):
+        ModelInfo.from_json(json.dumps(text), source="m.onnx")
 
 
 def test_an_exported_temperature_softens_every_result(

@@ -45,7 +45,9 @@ def probe_run(musicnn_run):
         musicnn_run / "audio", musicnn_spec(), cache=musicnn_run / "cache", progress=False
     )
     train, val = holdout_split(data, val_fraction=0.25)
-    config = TrainConfig(model="musicnn", weights="pretrained", head="pooled", probe=True)
+    config = TrainConfig(
+        model="musicnn", weights="pretrained", head="pooled", probe=True, aggregate="logits"
+    )
     fit(data, train, val, musicnn_spec(), config, musicnn_run / "probe", progress=False)
     return musicnn_run / "probe"
 
@@ -117,6 +119,13 @@ def test_a_probe_on_the_pooled_features_exports_and_agrees_in_int8(probe_run, tm
         int8 = report["int8_vs_fp32"][fmt]
         assert int8["agreement_with_torch"] >= 0.99, fmt
     assert report["int8_vs_fp32"]["onnx"]["int8_mb"] <= 1.0
+    # the file aggregates a recording's windows as the probe was trained: their logits
+    clf = Classifier(tmp_path / "musicnn.int8.onnx")
+    result = clf.predict_array(_tone(9.5), TINY_SR)
+    assert clf.info.aggregate == "logits" and len(result.windows) == 3
+    logs = np.log([[w.probabilities[k] for k in clf.labels] for w in result.windows])
+    want = np.exp(logs.mean(axis=0)) / np.exp(logs.mean(axis=0)).sum()
+    assert [result.probabilities[k] for k in clf.labels] == pytest.approx(want.tolist())
 
 
 def test_audio_shorter_than_a_patch_is_padded_with_a_warning_or_refused(musicnn_run, tmp_path):

@@ -3,6 +3,8 @@ front end, slower backbone), probed and scored zero-shot on pooled embeddings.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -105,6 +107,13 @@ def test_a_probe_head_is_the_logistic_regression_on_recording_means(tmp_path):
     for r in np.unique(recording):
         got = np.mean(logits[recording == r, 1] - logits[recording == r, 0])
         assert got == pytest.approx(expected[r], abs=0.02) and np.sign(got) == np.sign(expected[r])
+    # aggregating the patches' logits, each recording gets the probe's own probability
+    logits_config = dataclasses.replace(config, aggregate="logits")
+    fit(data, train, val, musicnn_spec(), logits_config, tmp_path / "logits", progress=False)
+    held = np.load(tmp_path / "logits" / "val_recordings.npz")
+    on_val = np.isin(ids, held["recording"])
+    assert (ids[on_val] == held["recording"]).all()
+    np.testing.assert_allclose(held["probabilities"], clf.predict_proba(x[on_val]), atol=0.005)
     with pytest.raises(ParameterError, match="probe fits a head on a pretrained network"):
         TrainConfig(model="squeezenet1_0", probe=True)
     with pytest.raises(ParameterError, match="head 'pooled' is musicnn's"):

@@ -27,6 +27,7 @@ from musemo.training import (
     model_from_checkpoint,
     predict,
 )
+from musemo.training.checkpoints import save_checkpoint
 
 CONFIG = TrainConfig(model="squeezenet1_0", epochs=2, batch_size=16, lr=3e-3)
 
@@ -109,6 +110,15 @@ def test_resume_refuses_other_settings(tmp_path, chord_dataset):
             resume=True,
             progress=False,
         )
+    # a run begun before a setting existed resumes under that setting's default
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    del state["config"]["aggregate"]
+    save_checkpoint(tmp_path / "run" / "last.pt", state)
+    result = fit(data, train, val, tiny_spec(), cfg, tmp_path / "run", resume=True, progress=False)
+    assert [h["epoch"] for h in result["history"]] == [1]
+    with pytest.raises(ParameterError, match="trained with other settings"):
+        fit(data, train, val, tiny_spec(), dataclasses.replace(cfg, aggregate="logits"),
+            tmp_path / "run", resume=True, progress=False)  # fmt: skip
 
 
 def test_checkpoints_never_unpickle_arbitrary_objects(tmp_path):

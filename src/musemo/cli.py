@@ -153,6 +153,7 @@ def _train_config(args: argparse.Namespace):
         shift=not args.no_shift,
         mixup=args.mixup,
         probe=args.probe,
+        aggregate=args.aggregate,
     )
 
 
@@ -286,7 +287,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(state).to(device)
     rows = np.arange(len(data))
     probs, loss = predict(model, data, rows, spec, device)
-    ev = evaluation(probs, data.labels, data.index[:, 0], data.label_names)
+    aggregate = state["config"].get("aggregate", "probabilities")
+    ev = evaluation(probs, data.labels, data.index[:, 0], data.label_names, aggregate=aggregate)
     ev["loss"] = loss
     print(
         f"{state['model']} on {args.data}: sub-clip accuracy {ev['subclip']['accuracy']:.3f} "
@@ -641,6 +643,7 @@ def _add_features(sub) -> None:
 
 
 def _add_train(sub) -> None:
+    from .metrics import AGGREGATES
     from .training.models import HEADS, MODELS
 
     p = _command(
@@ -726,6 +729,14 @@ def _add_train(sub) -> None:
         action="store_true",
         help="musicnn: fit the head alone, in closed form, on the frozen pretrained network "
         "(a logistic regression on recording means, C by grouped inner CV; one epoch)",
+    )
+    p.add_argument(
+        "--aggregate",
+        default="probabilities",
+        choices=AGGREGATES,
+        help="a recording's probabilities from its sub-clips': their mean, or the softmax of "
+        "their mean log-probability (logits: what a --probe head was fitted to predict); "
+        "exported models keep it",
     )
     _spec_options(p)
 

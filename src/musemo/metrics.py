@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# How a recording's probabilities come from its sub-clips': their mean, or the softmax of
+# their mean log-probability (the mean of the logits, renormalised). For a linear head
+# (a probe fitted on recording-mean features) the second is the head on the recording's
+# mean features, the prediction it was fitted to make.
+AGGREGATES = ("probabilities", "logits")
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities of ``(n, classes)`` logits, computed stably."""
@@ -57,11 +63,37 @@ def recording_means(
     return ids, summed / np.bincount(inverse).reshape(-1, *[1] * (values.ndim - 1)), inverse
 
 
-def per_recording(
-    probs: np.ndarray, recording: np.ndarray, y_true: np.ndarray
+def check_aggregate(aggregate: str) -> str:
+    """``aggregate`` if it is one of ``AGGREGATES``, else a ``ParameterError``."""
+    if aggregate not in AGGREGATES:
+        from .errors import ParameterError
+
+        raise ParameterError(f"aggregate={aggregate!r}: choose one of {', '.join(AGGREGATES)}")
+    return aggregate
+
+
+def recording_probabilities(
+    probs: np.ndarray, recording: np.ndarray, *, aggregate: str = "probabilities"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Average each recording's sub-clip probabilities: (recording ids, true, predicted)."""
-    ids, means, inverse = recording_means(probs, recording)
+    """Each recording's class probabilities from its sub-clips' ``(n, classes)`` by
+    ``aggregate`` (``AGGREGATES``): (recording ids, probabilities, the index of each
+    sub-clip's recording in ids)."""
+    if check_aggregate(aggregate) == "probabilities":
+        return recording_means(probs, recording)
+    ids, mean_log, inverse = recording_means(np.log(np.clip(probs, 1e-12, 1.0)), recording)
+    return ids, softmax(mean_log), inverse
+
+
+def per_recording(
+    probs: np.ndarray,
+    recording: np.ndarray,
+    y_true: np.ndarray,
+    *,
+    aggregate: str = "probabilities",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each recording's label from its sub-clips' probabilities (``recording_probabilities``):
+    (recording ids, true, predicted)."""
+    ids, means, inverse = recording_probabilities(probs, recording, aggregate=aggregate)
     truth = np.zeros(len(ids), dtype=np.int64)
     truth[inverse] = y_true
     return ids, truth, means.argmax(axis=1)
@@ -108,32 +140,46 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
 def held_out_calibration(folds: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     """Calibration of cross-validated predictions, each fold ``(probs, y_true)`` of its
     held-out recordings: the temperature fitted on all of them (for the model trained on
-    everything), and the mean over folds of the expected calibration error as they are
-    and at the temperature fitted on the *other* folds (the honest estimate; NaN with
-    one fold)."""
+    everything); the mean over folds of the expected calibration error as they are and
+    at the temperature fitted on the *other* folds (the honest estimate; NaN with one
+    fold); and both over all folds' recordings pooled (``ece_pooled``,
+    ``ece_pooled_calibrated``). Binned ECE is biased upwards on few rows: a calibrated
+    model scored on 90 recordings averages about 0.07, on 450 about 0.03; pool the folds
+    to judge a few hundred recordings."""
 
     def fitted(chosen: list[tuple[np.ndarray, np.ndarray]]) -> float:
         return fit_temperature(*(np.concatenate(part) for part in zip(*chosen)))
 
+    y_all = np.concatenate([y for _, y in folds])
     before = [expected_calibration_error(p, y) for p, y in folds]
-    after = [
-        expected_calibration_error(tempered(p, fitted(folds[:i] + folds[i + 1 :])), y)
-        for i, (p, y) in enumerate(folds)
-    ] if len(folds) > 1 else [float("nan")]  # fmt: skip
+    if len(folds) > 1:
+        held = [tempered(p, fitted(folds[:i] + folds[i + 1 :])) for i, (p, _) in enumerate(folds)]
+        after = [expected_calibration_error(p, y) for p, (_, y) in zip(held, folds)]
+        pooled_after = expected_calibration_error(np.concatenate(held), y_all)
+    else:
+        after, pooled_after = [float("nan")], float("nan")
     return {
         "temperature": fitted(folds),
         "ece": float(np.mean(before)),
         "ece_calibrated": float(np.mean(after)),
+        "ece_pooled": expected_calibration_error(np.concatenate([p for p, _ in folds]), y_all),
+        "ece_pooled_calibrated": pooled_after,
     }
 
 
 def evaluation(
-    probs: np.ndarray, y_true: np.ndarray, recording: np.ndarray, label_names: tuple[str, ...]
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    recording: np.ndarray,
+    label_names: tuple[str, ...],
+    *,
+    aggregate: str = "probabilities",
 ) -> dict:
-    """Scores per sub-clip and per recording from class probabilities ``(n, classes)``."""
+    """Scores per sub-clip and per recording from class probabilities ``(n, classes)``,
+    a recording's by ``aggregate`` (``recording_probabilities``)."""
     n = len(label_names)
-    _, rec_true, rec_pred = per_recording(probs, recording, y_true)
-    _, means, _ = recording_means(probs, recording)
+    _, rec_true, rec_pred = per_recording(probs, recording, y_true, aggregate=aggregate)
+    _, means, _ = recording_probabilities(probs, recording, aggregate=aggregate)
     result = {
         "labels": list(label_names),
         "subclip": scores(y_true, probs.argmax(axis=1), n),

@@ -24,7 +24,7 @@ from ..audio import load_audio
 from ..errors import AudioError, ParameterError
 from ..features.clips import normalise_loudness, subclips
 from ..features.extractor import MelExtractor
-from ..metrics import softmax, tempered
+from ..metrics import recording_probabilities, softmax, tempered
 from .backends import open_model
 from .shipped import default_model
 
@@ -50,8 +50,10 @@ class WindowResult:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """A whole recording: its windows and the label of their mean probabilities
-    (silent windows left out; at the model file's calibrated temperature, if any).
+    """A whole recording: its windows and the label of their probabilities combined as
+    the model file says (their mean, or the softmax of their mean log-probability:
+    ``musemo.metrics.AGGREGATES``; silent windows left out; at the file's calibrated
+    temperature, if any).
     ``uncertain``: that label's mean probability leads the next one's by less than the
     classifier's ``uncertain_margin``. ``window_shares``: the fraction of the non-silent
     windows given each label. ``padded``: shorter than one window, padded with silence."""
@@ -218,7 +220,10 @@ class Classifier:
             raise AudioError(
                 f"{source} is silent (below {SILENCE_DBFS:g} dBFS): nothing to classify"
             )
-        mean = np.mean([[w.probabilities[k] for k in self.labels] for w in heard], axis=0)
+        probs = np.array([[w.probabilities[k] for k in self.labels] for w in heard])
+        mean = recording_probabilities(
+            probs, np.zeros(len(probs), np.int64), aggregate=self.info.aggregate
+        )[1][0]
         if self.info.temperature != 1.0:  # calibrated on held-out recordings at export
             mean = tempered(mean[None], self.info.temperature)[0]
         top, runner_up = np.sort(mean)[::-1][:2]

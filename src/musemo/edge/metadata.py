@@ -16,6 +16,7 @@ import numpy as np
 from .._checks import is_number
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
+from ..metrics import AGGREGATES
 
 METADATA_KEY = "musemo"
 MODEL_FORMAT = "musemo.model/1"
@@ -33,8 +34,10 @@ class ModelInfo:
     input_shape: tuple[int, ...]  # (batch, 1, n_mels, frames); batch -1 when free
     # where the model comes from: training data, recipe, accuracy (musemo-export --provenance)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # a recording's mean probabilities are shown at this temperature (musemo.metrics.tempered)
+    # a recording's probabilities are shown at this temperature (musemo.metrics.tempered)
     temperature: float = 1.0
+    # how a recording's probabilities come from its windows' (musemo.metrics.AGGREGATES)
+    aggregate: str = "probabilities"
 
     def to_json(self) -> str:
         """The metadata as the JSON text stored in model files."""
@@ -50,6 +53,8 @@ class ModelInfo:
             data["provenance"] = self.provenance
         if self.temperature != 1.0:
             data["temperature"] = self.temperature
+        if self.aggregate != "probabilities":
+            data["aggregate"] = self.aggregate
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -70,6 +75,7 @@ class ModelInfo:
             shape = tuple(data["input_shape"])
             provenance = data.get("provenance", {})
             temperature = data.get("temperature", 1.0)
+            aggregate = data.get("aggregate", "probabilities")
         except KeyError as exc:
             raise ParameterError(f"{source}: musemo metadata lacks {exc.args[0]!r}") from exc
         except (ParameterError, TypeError, ValueError) as exc:
@@ -90,7 +96,13 @@ class ModelInfo:
             raise ParameterError(f"{source}: metadata provenance must be a JSON object")
         if not is_number(temperature) or not 0 < temperature < float("inf"):
             raise ParameterError(f"{source}: metadata temperature {temperature!r}: must be > 0")
-        return cls(spec, labels, architecture, precision, shape, provenance, float(temperature))
+        if aggregate not in AGGREGATES:
+            raise ParameterError(
+                f"{source}: metadata aggregate {aggregate!r}: one of {', '.join(AGGREGATES)}"
+            )
+        return cls(
+            spec, labels, architecture, precision, shape, provenance, float(temperature), aggregate
+        )
 
 
 # ----------------------------------------------------------------------------- ONNX

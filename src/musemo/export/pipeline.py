@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 class ExportData:
     """Normalised ``(n, 1, n_mels, frames)`` inputs: calibration sub-clips, held-out
     training sub-clips that choose between calibration methods (``check``), and the
-    labelled sub-clips the exported files are scored on."""
+    labelled sub-clips the exported files are scored on, per recording as the
+    checkpoint's ``aggregate`` says."""
 
     calibration: np.ndarray
     check: np.ndarray
@@ -49,6 +50,7 @@ class ExportData:
     recordings: np.ndarray
     label_names: tuple[str, ...]
     source: str
+    aggregate: str = "probabilities"
 
 
 def export_data(
@@ -119,6 +121,7 @@ def export_data(
         recordings=data.index[rows, 0],
         label_names=data.label_names,
         source=source,
+        aggregate=state["config"].get("aggregate", "probabilities"),
     )
 
 
@@ -158,7 +161,10 @@ class _Plan:
         spec = FeatureSpec.from_dict(state["spec"])
         shape = (fmt.batch, 1, *spec.clip_shape)
         labels, arch = tuple(state["labels"]), state["model"]
-        return ModelInfo(spec, labels, arch, precision, shape, self.provenance, self.temperature)
+        aggregate = state["config"].get("aggregate", "probabilities")
+        return ModelInfo(
+            spec, labels, arch, precision, shape, self.provenance, self.temperature, aggregate
+        )
 
 
 def model_provenance(state: dict, given: Mapping[str, Any] | None) -> dict:
@@ -305,8 +311,9 @@ def export_checkpoint(
         )
         if data is not None and len(data.x):
             report["torch_scores"] = evaluation(
-                softmax(torch_logits), data.labels, data.recordings, data.label_names
-            )
+                softmax(torch_logits), data.labels, data.recordings, data.label_names,
+                aggregate=data.aggregate,
+            )  # fmt: skip
         write_text(staging / plan.files["report/json"], json.dumps(report, indent=2) + "\n")
         write_text(staging / plan.files["report/md"], report_markdown(report))
         _move_into_place(staging, plan)

@@ -47,8 +47,9 @@ def measure(path: Path, run, probe, torch_logits, data) -> dict:
     }
     if data is not None and len(data.x):
         entry["scores"] = evaluation(
-            softmax(logits), data.labels, data.recordings, data.label_names
-        )
+            softmax(logits), data.labels, data.recordings, data.label_names,
+            aggregate=data.aggregate,
+        )  # fmt: skip
     return entry
 
 

@@ -229,10 +229,15 @@ def crossval_table(summary: dict) -> str:
     calibrated = [(n, m["recording_calibration"]) for n, m in summary["models"].items()
                   if "recording_calibration" in m]  # fmt: skip
     if calibrated:
-        lines.append("\nPer recording, expected calibration error over the held-out folds:")
+        lines.append(
+            "\nPer recording, expected calibration error of the held-out folds (mean over "
+            "folds; over all their recordings pooled), as trained and at the temperature "
+            "fitted on the other folds:"
+        )
     for name, c in calibrated:
         lines.append(
-            f"- {name}: {c['ece']:.3f}, {c['ece_calibrated']:.3f} at the temperature fitted "
-            f"on the other folds; on all folds: --temperature {c['temperature']:.3g}"
+            f"- {name}: {c['ece']:.3f} / {c['ece_calibrated']:.3f}; pooled "
+            f"{c['ece_pooled']:.3f} / {c['ece_pooled_calibrated']:.3f}; on all folds: "
+            f"--temperature {c['temperature']:.3g}"
         )
     return "\n".join(lines) + "\n"

@@ -33,7 +33,13 @@ from ..data.splits import describe_split
 from ..data.subclips import SubclipData
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec, differences_from_musicnn
-from ..metrics import evaluation, per_recording, recording_means
+from ..metrics import (
+    check_aggregate,
+    evaluation,
+    per_recording,
+    recording_means,
+    recording_probabilities,
+)
 from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
@@ -62,8 +68,10 @@ class TrainConfig:
     shift: bool = True
     mixup: float = 0.0
     probe: bool = False  # the head alone, in closed form, on the frozen network (one epoch)
+    aggregate: str = "probabilities"  # a recording's from its sub-clips' (metrics.AGGREGATES)
 
     def __post_init__(self) -> None:
+        check_aggregate(self.aggregate)
         if self.probe:
             if self.model != "musicnn" or self.weights != "pretrained":
                 raise ParameterError(
@@ -427,10 +435,10 @@ class _Run:
 
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path)
-        if (
-            state["config"] != dataclasses.asdict(self.config)
-            or state["spec"] != self.spec.to_dict()
-        ):
+        # a setting added since the run began: it ran with that setting's default
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        same_config = {**defaults, **state["config"]} == dataclasses.asdict(self.config)
+        if not same_config or state["spec"] != self.spec.to_dict():
             raise ParameterError(
                 f"{path} was trained with other settings or data; "
                 "use a new --out folder or the same settings"
@@ -574,7 +582,10 @@ class _Run:
             self.model, self.data, rows, self.spec, self.device, amp_dtype=self.amp_dtype
         )
         d = self.data
-        return evaluation(probs, d.labels[rows], d.index[rows, 0], d.label_names), loss, probs
+        scores = evaluation(
+            probs, d.labels[rows], d.index[rows, 0], d.label_names, aggregate=self.config.aggregate
+        )
+        return scores, loss, probs
 
     def validate(self, rows, epoch: int, train_loss, train_accuracy, seen, seconds) -> dict:
         """Score ``rows`` (when there are any) after an epoch; add the epoch to the history."""
@@ -612,7 +623,7 @@ class _Run:
         final: dict = {"validated": bool(len(rows))}
         if len(rows):
             scores, val_loss, probs = self.evaluate(rows)
-            _write_recordings(out / VAL_RECORDINGS, probs, self.data, rows)
+            _write_recordings(out / VAL_RECORDINGS, probs, self.data, rows, self.config.aggregate)
             final.update(scores, val_loss=val_loss, best_epoch=self.best["epoch"])
         final.update(
             epoch=self.history[-1]["epoch"],
@@ -633,11 +644,12 @@ class _Run:
         return metrics
 
 
-def _write_recordings(path: Path, probs: np.ndarray, data: SubclipData, rows) -> None:
-    """Each validation recording's mean probabilities and true label, the last epoch's
-    (``VAL_RECORDINGS``: what ``cross_validate`` calibrates on)."""
-    ids, truth, _ = per_recording(probs, data.index[rows, 0], data.labels[rows])
-    means = recording_means(probs, data.index[rows, 0])[1]
+def _write_recordings(path: Path, probs: np.ndarray, data: SubclipData, rows, aggregate) -> None:
+    """Each validation recording's probabilities (``aggregate`` of its sub-clips') and true
+    label, the last epoch's (``VAL_RECORDINGS``: what ``cross_validate`` calibrates on)."""
+    recording = data.index[rows, 0]
+    ids, truth, _ = per_recording(probs, recording, data.labels[rows], aggregate=aggregate)
+    means = recording_probabilities(probs, recording, aggregate=aggregate)[1]
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, recording=ids, label=truth, probabilities=means)
 
