@@ -67,6 +67,19 @@ def test_train_speed_gives_each_model_its_own_input_and_honours_freeze(tmp_path)
     assert proc.returncode != 0 and "frozen module 'input_bn'" in proc.stderr
 
 
+def test_infer_file_benchmark_times_a_whole_file_with_the_shipped_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "infer_file.json"
+    proc = run_benchmark("infer_file.py", "--repeats", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())
+    assert row["model"] == "happy-sad.int8.onnx" and row["windows"] == 10
+    assert row["torch_imported"] is False and row["peak_rss_mb"] > 10
+    parts = sum(row[k]["median"] for k in ("decode_resample_ms", "features_ms", "inference_ms"))
+    assert 0 < parts <= 1.5 * row["end_to_end_ms"]["median"]
+    assert "| end to end |" in proc.stdout and "goals (end to end <= 150 ms" in proc.stdout
+
+
 def test_wall_ms_each_times_the_functions_in_turn():
     calls = []
     fns = {

@@ -28,6 +28,8 @@ from ..metrics import recording_probabilities, softmax, tempered
 from .backends import open_model
 from .shipped import default_model
 
+WINDOWS_AT_ONCE = 64  # windows whose features are computed together
+
 SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
 UNCERTAIN_MARGIN = 0.2  # two labels: uncertain while p lies in (0.4, 0.6)
 
@@ -173,12 +175,14 @@ class Classifier:
         power = np.einsum("ij,ij->i", windows, windows) / windows.shape[1]
         loud = power >= self._silence**2
         probs = np.zeros((len(windows), len(self.labels)), np.float32)
-        if loud.any():
+        heard = np.flatnonzero(loud)
+        for first in range(0, len(heard), WINDOWS_AT_ONCE):  # memory bounded for long files
+            rows = heard[first : first + WINDOWS_AT_ONCE]
             # each window alone (its own dB floor), as the training features were made
-            mel = np.stack(self.extractor.compute_batch(list(windows[loud])))
+            mel = np.stack(self.extractor.compute_batch(list(windows[rows])))
             mel -= np.float32(s.input_mean)
             mel *= np.float32(1.0 / s.input_std)
-            probs[loud] = softmax(self.backend.logits(mel[:, None]))
+            probs[rows] = softmax(self.backend.logits(mel[:, None]))
         hop, size = s.clip_hop_samples / s.sample_rate, s.clip_samples / s.sample_rate
         out = []
         for i, p in enumerate(probs):
