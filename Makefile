@@ -5,6 +5,7 @@
 #   make dev        - an editable install in .venv (rebuilds the C++ engine on import)
 #   make test-fast  - the tests that neither train, export nor kill processes (~1 min)
 #   make lint       - ruff, in a venv of its own (no torch needed)
+#   make model DATA4Q=...  - rebuild the shipped model from the 4Q data set
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,7 +19,7 @@ TFLITE_RUNTIME := $(VENV)/tflite-runtime-numpy1
 BUILD_INPUTS := pyproject.toml CMakeLists.txt cpp src
 SOURCES := $(shell git ls-files $(BUILD_INPUTS) 2>/dev/null || find $(BUILD_INPUTS) -type f -not -path '*/__pycache__/*')
 
-.PHONY: demo test test-fast dev install lint bench sdist clean
+.PHONY: demo test test-fast dev install lint bench sdist clean model
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,15 @@ $(LINT_VENV)/bin/ruff:
 lint: $(LINT_VENV)/bin/ruff
 	$(LINT_VENV)/bin/ruff check src tests benchmarks export
 	$(LINT_VENV)/bin/ruff format --check src tests benchmarks export
+
+# The model that ships (src/musemo/models/happy-sad.int8.onnx) and its report
+# (docs/default-model.md), rebuilt from the 4Q audio emotion set (~1 h on 2 cores):
+#   make model DATA4Q=/path/to/4q    (the folder holding MER_audio_taffc_dataset/)
+model: $(STAMP)
+	@test -n "$(DATA4Q)" || { echo "make model needs DATA4Q=FOLDER: the 4Q audio emotion set" \
+		"(the folder holding MER_audio_taffc_dataset/)"; exit 2; }
+	$(VENV)/bin/musemo fetch musicnn
+	$(PY) export/default_model.py --data4q "$(DATA4Q)"
 
 bench: $(STAMP)
 	$(PY) benchmarks/features.py

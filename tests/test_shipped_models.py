@@ -111,3 +111,58 @@ def test_export_writes_provenance_into_every_file(
         assert message in capsys.readouterr().err
     assert main([*argv, "--force", "--provenance", str(tmp_path / "missing.json")]) == 2
     assert "--provenance" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the real one
+
+
+def test_the_model_that_ships_is_small_described_and_calibrated():
+    path = shipped.default_model()  # the package's own models/ folder
+    assert path == shipped.MODELS_DIR / f"{shipped.DEFAULT_MODEL}.int8.onnx"
+    assert path.stat().st_size <= 3_000_000
+    info = open_model(path).info
+    assert (info.architecture, info.precision, info.labels) == ("musicnn", "int8", ("happy", "sad"))
+    assert info.aggregate == "logits" and info.spec.clip_shape == (96, 187)
+    p = info.provenance
+    assert {"data", "accuracy", "cross_validation", "recipe", "terms", "card"} <= set(p)
+    assert "4Q audio emotion dataset" in p["data"] and "research" in p["terms"]
+    assert p["training"]["probe"] and p["training"]["head"] == "pooled"
+    assert p["training"]["train_subclips"] > 4000  # every 4Q Q1 / Q3 patch: nothing held out
+
+
+def test_the_docs_describe_the_file_that_ships():
+    """docs/default-model.md names the shipped file's hash; the model card quotes the
+    cross-validation its metadata carries."""
+    import hashlib
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    path = shipped.default_model()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in (docs / "default-model.md").read_text()
+    cv = open_model(path).info.provenance["cross_validation"]
+    card = (docs / "model-card.md").read_text()
+    for key in ("recording_balanced_accuracy", "recording_roc_auc"):
+        assert f"{cv[key]['mean']:.3f} ± {cv[key]['std']:.3f}" in card, key
+
+
+def test_the_model_that_ships_answers_and_refuses_silence(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from musemo import AudioError
+    from musemo.data.synthetic import demo_recording
+
+    mp3 = tmp_path / "phrase.mp3"
+    sf.write(mp3, demo_recording(sr=44100, seconds=30.0), 44100, format="MP3")
+    result = Classifier().predict_file(mp3)
+    assert len(result.windows) == 10 and result.label in ("happy", "sad")
+    assert sum(result.probabilities.values()) == pytest.approx(1.0)
+    assert sum(result.window_shares.values()) == pytest.approx(1.0)
+    assert main(["infer", str(mp3)]) == 0
+    assert str(mp3) in capsys.readouterr().out
+    with pytest.raises(AudioError, match="nothing to classify"):
+        Classifier().predict_array(np.zeros(5 * 16000, np.float32), 16000)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("happy-sad.int8.onnx (default): musicnn int8") and "4Q" in out

@@ -19,7 +19,10 @@ from .metadata import ModelInfo
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "happy-sad"  # the stem of the default model's files
 SUFFIXES = (".int8.onnx", ".int8.tflite", ".onnx", ".tflite")  # the order they are tried
-BUILD_HINT = "give a model file written by musemo-export (musemo infer MODEL FILE ...)"
+BUILD_HINT = (
+    "build it from a source checkout with `make model DATA4Q=...` (see docs/default-model.md) "
+    "and reinstall, or give a model file written by musemo-export (musemo infer MODEL FILE ...)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
