@@ -115,6 +115,10 @@ def test_console_script_runs_the_demo(tmp_path):
     assert [r["split"] for r in result["training"]] == ["grouped"] * 2 + ["random"] * 2
     assert (out / "runs" / "grouped" / "squeezenet1_0" / "curves.png").exists()
     assert "| grouped | squeezenet1_0 |" in proc.stdout
+    # the model that ships, beside the one the demo trained, on the same recording
+    assert "9. the default model (happy-sad.int8.onnx: musicnn, trained on real" in proc.stdout
+    shipped = result["deployment"]["default_model"]
+    assert shipped["label"] in ("happy", "sad") and len(shipped["windows"]) == 10
     assert sf.info(out / "demo_recording.wav").duration == pytest.approx(30.0)
 
 
