@@ -46,5 +46,5 @@ heavy = [m for m in ("torch", "tensorflow") if m in sys.modules]
 assert not heavy, f"the edge runtime imported {heavy}"
 print(f"musemo {musemo.__version__} ready; feature kernels: {musemo.available_kernels()}")
 PY
-echo "classify a file:  $venv/bin/musemo infer MODEL.int8.tflite song.wav"
-echo "listen live:      $venv/bin/musemo infer MODEL.int8.tflite --live"
+echo "classify a file:  $venv/bin/musemo infer song.wav   (the default model; or: infer MODEL.int8.tflite song.wav)"
+echo "listen live:      $venv/bin/musemo infer --live"
