@@ -17,6 +17,7 @@ from musemo.training import pretrained
 from musemo.training.musicnn import (
     MSD_TAGS,
     build_musicnn,
+    inference_form,
     pretrained_musicnn,
     state_dict_from_tensorflow,
 )
@@ -62,6 +63,25 @@ def test_any_number_of_frames(model):
     with torch.no_grad():
         for frames in (50, 187, 400):
             assert model(torch.randn(2, 1, 96, frames)).shape == (2, 50)
+
+
+@pytest.mark.parametrize("checkpoint", ["MSD_musicnn", "MTT_musicnn"])
+def test_the_inference_form_gives_the_same_outputs(musicnn_wheel, checkpoint):
+    """Pooling before batch norm, with its negative-scale channels negated: every layer a
+    probe reads equals the original's, on real weights (most timbral channels negative)."""
+    original = pretrained_musicnn(checkpoint, n_outputs=2, head_input="pooled")
+    before = {k: v.clone() for k, v in original.state_dict().items()}
+    fast = inference_form(original)
+    assert any((b.bn.weight < 0).any() for b in original.frontend)
+    x = 3 * torch.rand(3, 1, 96, 187, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want, got = original.embed(x), fast.embed(x)
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, atol=1e-5, rtol=1e-6, msg=key)
+    for key, value in original.state_dict().items():  # the original is left as it was
+        assert torch.equal(value, before[key]), key
+    with pytest.raises(ParameterError, match="inference form cannot train"):
+        fast.train()
 
 
 def test_tags_are_the_msd_fifty():

@@ -267,6 +267,7 @@ def export_checkpoint(
     import torch
 
     from ..training.checkpoints import load_checkpoint, model_from_checkpoint
+    from ..training.musicnn import inference_form
 
     state = load_checkpoint(checkpoint)
     out_dir = Path(out) if out is not None else Path(checkpoint).parent
@@ -277,6 +278,8 @@ def export_checkpoint(
         plan, provenance=model_provenance(state, provenance), temperature=float(temperature)
     )
     model = model_from_checkpoint(state).to(memory_format=torch.contiguous_format)
+    if state["model"] == "musicnn":  # the same outputs; its int8 file a quarter faster
+        model = inference_form(model)
     _check_modules(model, state["model"], plan)
     timings: dict[str, float] = {}
     data = None
