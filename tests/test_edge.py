@@ -227,6 +227,36 @@ def test_a_stream_of_any_chunk_sizes_gives_the_file_windows(int8_tflite):
     np.testing.assert_array_equal(_probs(one_chunk), _probs(want))
 
 
+@pytest.mark.parametrize(
+    ("tail", "loudness", "seconds"), [("drop", None, 20.3), ("pad", -20.0, 20.7), ("pad", None, 0.6)]
+)
+def test_a_file_read_block_by_block_gives_the_whole_recordings_windows(
+    int8_tflite, tmp_path, tail, loudness, seconds
+):
+    """Decoded, resampled and cut in blocks (44.1 kHz stereo: four blocks of 2**18
+    frames), a file gives the windows of the whole recording resampled at once, its
+    loudness levelled over all of it, its tail padded or dropped as the spec says."""
+    import dataclasses
+
+    from musemo import load_audio
+    from musemo.features import subclips
+
+    path = tmp_path / "song.flac"
+    y = _chord(seconds, sr=44100) * np.linspace(0.2, 1.0, int(44100 * seconds))
+    sf.write(path, np.stack([y, 0.5 * y], axis=1), 44100, subtype="PCM_24")
+    clf = Classifier(int8_tflite)
+    clf.spec = dataclasses.replace(clf.spec, clip_tail=tail, loudness_dbfs=loudness)
+    with warnings.catch_warnings(record=True):
+        got = clf.predict_file(path)
+    whole, _ = load_audio(path, sr=clf.spec.sample_rate)
+    padded = np.pad(whole, (0, max(0, clf.spec.clip_samples - len(whole))))
+    want = clf.classify_windows(subclips(padded, clf.spec))
+    assert got.padded == (seconds < 1) and got.duration == pytest.approx(seconds, abs=1e-4)
+    assert [w.start for w in got.windows] == pytest.approx([w.start for w in want])
+    assert len(want) == {20.3: 20, 20.7: 21, 0.6: 1}[seconds]
+    np.testing.assert_allclose(_probs(got.windows), _probs(want), atol=1e-6)
+
+
 def test_stream_hop_and_resampling(int8_tflite):
     clf = Classifier(int8_tflite, hop_seconds=0.25)
     y = _chord(3.0, sr=44100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import pytest
 
@@ -166,3 +167,41 @@ def test_the_model_that_ships_answers_and_refuses_silence(tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("happy-sad.int8.onnx (default): musicnn int8") and "4Q" in out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the peak from /proc")
+def test_a_three_hour_file_is_classified_in_the_memory_of_a_few_windows(tmp_path):
+    """Three hours at 22.05 kHz stereo, silent but for its first 30 s: decoded,
+    resampled and cut block by block (the whole recording, mixed to mono, would take
+    950 MB before resampling; the run stays under a third of that)."""
+    import subprocess
+
+    import numpy as np
+    import soundfile as sf
+
+    from musemo.data.synthetic import demo_recording
+
+    sr, path = 22050, tmp_path / "three-hours.flac"
+    music = demo_recording(sr=sr, seconds=30.0).astype(np.float32)
+    with sf.SoundFile(path, "w", sr, 2, format="FLAC", subtype="PCM_16") as f:
+        f.write(np.stack([music, music], axis=1))
+        silence = np.zeros((sr * 60, 2), np.float32)
+        for _ in range(3 * 60):
+            f.write(silence)
+    script = (
+        "import json, sys\n"
+        "from musemo.edge import Classifier\n"
+        "r = Classifier().predict_file(sys.argv[1])\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "peak = int(status.split()[0]) / 1024  # ru_maxrss would carry the parent's over exec\n"
+        "heard = [w.start for w in r.windows if not w.silent]\n"
+        "print(json.dumps([peak, r.duration, len(r.windows), heard, r.label]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                         text=True, timeout=600, check=True)  # fmt: skip
+    peak_mb, duration, n_windows, heard, label = json.loads(run.stdout)
+    assert duration == pytest.approx(3 * 3600 + 30, abs=0.01)
+    assert n_windows == int(duration * 16000) // 47616  # every 2.976 s patch, tail dropped
+    assert heard == pytest.approx([i * 2.976 for i in range(11)])  # those holding the music
+    assert label in ("happy", "sad")
+    assert peak_mb < 320, f"peak resident memory {peak_mb:.0f} MB"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,45 +63,110 @@ def load_audio(
     """
     if sr is not None:
         sr = check_sr(sr)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such audio file: {path}")
-    try:
-        with sf.SoundFile(str(path)) as f:
-            native_sr = f.samplerate
-            if mono:
-                y = _read_mono(f, path.stat().st_size)
-            else:
-                y = f.read(dtype="float32", always_2d=True).T
-    except sf.LibsndfileError as exc:
-        # libsndfile says "does not exist" of some files it cannot parse; this one exists
-        why = exc.error_string
-        if "does not exist" in why:
-            why = "not audio in a format libsndfile reads, or damaged"
-        raise AudioError(f"cannot decode audio file {path}: {why}") from exc
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise AudioError(f"cannot decode audio file {path}: {exc}") from exc
+    with AudioFile(path) as f:
+        native_sr, path = f.samplerate, f.path
+        if mono:
+            y = _gather(f.mono_blocks(), f.expected_frames)
+        else:
+            y = f.read_channels()
     if y.shape[-1] == 0:
         raise AudioError(f"audio file {path} holds no samples")
-    if not np.isfinite(y).all():
-        raise AudioError(f"audio file {path} contains NaN or infinite samples")
     if sr is not None and sr != native_sr:
         y = soxr.resample(y.T, native_sr, sr, quality="HQ").T
         native_sr = sr
     return np.ascontiguousarray(y, dtype=np.float32), int(native_sr)
 
 
-def _read_mono(f: sf.SoundFile, file_bytes: int) -> np.ndarray:
-    """The channel mean, mixed block by block into one array: an hour of 8-channel audio
-    needs the memory of one channel, not of eight (nor of two copies)."""
-    # the header's length, unless it claims more than any codec packs into the file (a
-    # damaged header must not allocate terabytes); past it (an estimate, as for a VBR MP3
-    # without a Xing header), the remaining blocks are gathered and joined
-    expected = f.frames if 0 < f.frames * f.channels <= 32 * file_bytes else 0
+class AudioFile:
+    """An audio file open for reading in blocks, so that an hour of it needs the memory
+    of one block.
+
+    Parameters
+    ----------
+    path : path
+        The file; what libsndfile reads.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    AudioError
+        A file that cannot be decoded (on opening, or at the block where decoding
+        fails), or that holds NaN or infinite samples.
+
+    Examples
+    --------
+    >>> with AudioFile("hour.flac") as f:  # doctest: +SKIP
+    ...     peak = max(abs(block).max() for block in f.mono_blocks())
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no such audio file: {self.path}")
+        with self._decoding():
+            self._file = sf.SoundFile(str(self.path))
+        self.samplerate = int(self._file.samplerate)
+
+    def __enter__(self) -> AudioFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    @property
+    def expected_frames(self) -> int:
+        """The header's length, unless it claims more than any codec packs into the file
+        (a damaged header must not allocate terabytes): 0 then. An estimate for some
+        files (a VBR MP3 without a Xing header)."""
+        f = self._file
+        return f.frames if 0 < f.frames * f.channels <= 32 * self.path.stat().st_size else 0
+
+    def mono_blocks(self, frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """The channel mean, float32 ``(n,)``, ``frames`` at a time from the start."""
+        with self._decoding():
+            self._file.seek(0)
+            blocks = self._file.blocks(blocksize=frames, dtype="float32", always_2d=True)
+        while True:
+            with self._decoding():
+                block = next(blocks, None)
+            if block is None:
+                return
+            yield self._finite(block.mean(axis=1))
+
+    def read_channels(self) -> np.ndarray:
+        """The whole file, float32 ``(channels, n)``."""
+        with self._decoding():
+            self._file.seek(0)
+            y = self._file.read(dtype="float32", always_2d=True).T
+        return self._finite(y)
+
+    def _finite(self, y: np.ndarray) -> np.ndarray:
+        if not np.isfinite(y).all():
+            raise AudioError(f"audio file {self.path} contains NaN or infinite samples")
+        return y
+
+    @contextlib.contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """Turn the errors of libsndfile and soundfile into an AudioError naming the file."""
+        try:
+            yield
+        except sf.LibsndfileError as exc:
+            # libsndfile says "does not exist" of some files it cannot parse; this one does
+            why = exc.error_string
+            if "does not exist" in why:
+                why = "not audio in a format libsndfile reads, or damaged"
+            raise AudioError(f"cannot decode audio file {self.path}: {why}") from exc
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise AudioError(f"cannot decode audio file {self.path}: {exc}") from exc
+
+
+def _gather(blocks: Iterator[np.ndarray], expected: int) -> np.ndarray:
+    """The blocks joined into one array, filled in place up to ``expected`` samples (no
+    second copy of a long file); past it, the remaining blocks are gathered and joined."""
     y = np.empty(expected, np.float32)
     n, extra = 0, []
-    for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-        mixed = block.mean(axis=1)
+    for mixed in blocks:
         take = min(len(mixed), expected - n)
         y[n : n + take] = mixed[:take]
         n += take

@@ -13,22 +13,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import soxr
 
 from .._checks import check_sr, is_number
-from ..audio import load_audio
+from ..audio import AudioFile
 from ..errors import AudioError, ParameterError
-from ..features.clips import normalise_loudness, subclips
+from ..features.clips import WindowCutter, cut, loudness_gain, normalise_loudness
 from ..features.extractor import MelExtractor
 from ..metrics import recording_probabilities, softmax, tempered
 from .backends import open_model
 from .shipped import default_model
 
 WINDOWS_AT_ONCE = 64  # windows whose features are computed together
+PIECE_SAMPLES = 1 << 18  # an array is resampled and cut this many samples at a time
 
 SILENCE_DBFS = -90.0  # a window quieter than this (RMS) is silence: nothing to classify
 UNCERTAIN_MARGIN = 0.2  # two labels: uncertain while p lies in (0.4, 0.6)
@@ -159,6 +160,7 @@ class Classifier:
         self.uncertain_margin = float(uncertain_margin)
         self.extractor = MelExtractor(spec)
         self._silence = 10 ** (SILENCE_DBFS / 20)
+        self._hop = spec.clip_hop_samples / spec.sample_rate  # seconds between windows
 
     def __repr__(self) -> str:
         return (
@@ -202,23 +204,101 @@ class Classifier:
         """Classify audio ``y`` (``(n,)`` or ``(channels, n)``, float) at rate ``sr``."""
         y = _as_mono(y, what=source)
         sr = check_sr(sr)
-        s = self.spec
         if len(y) == 0:
             raise AudioError(f"{source} holds no samples")
-        if sr != s.sample_rate:
-            y = soxr.resample(y, sr, s.sample_rate, quality="HQ").astype(np.float32)
-        duration = len(y) / s.sample_rate
-        padded = len(y) < s.clip_samples
+
+        def pieces() -> Iterator[np.ndarray]:
+            return (y[i : i + PIECE_SAMPLES] for i in range(0, len(y), PIECE_SAMPLES))
+
+        return self._predict(pieces, sr, source=source)
+
+    def predict_file(self, path: str | os.PathLike) -> Result:
+        """Classify an audio file (any format soundfile reads; stereo is mixed down),
+        block by block: a 3-hour file needs the memory of a few windows, not of the
+        whole recording.
+
+        Parameters
+        ----------
+        path : path
+            The audio file, at any sample rate (resampled to the model's).
+
+        Returns
+        -------
+        Result
+            The label of the mean probabilities of the non-silent windows, and each
+            window's own.
+
+        Raises
+        ------
+        AudioError
+            A file that cannot be decoded, holds no samples, is silent, or
+            (``pad_short=False``) is shorter than one window.
+        """
+        with AudioFile(path) as f:
+            result = self._predict(f.mono_blocks, f.samplerate, source=str(path))
+        return result
+
+    def _predict(
+        self, pieces: Callable[[], Iterator[np.ndarray]], sr: int, *, source: str
+    ) -> Result:
+        """The result for the audio that ``pieces()`` yields at rate ``sr``, read twice
+        when the model levels the recording's loudness (once to measure it)."""
+        s = self.spec
+        gain = 1.0
+        if s.loudness_dbfs is not None:  # the whole recording's level, as in training
+            energy, n = 0.0, 0
+            for y in self._resampled(pieces(), sr):
+                energy, n = energy + float(np.dot(y, y.astype(np.float64))), n + len(y)
+            gain = loudness_gain(energy, max(n, s.clip_samples), s.loudness_dbfs)
+        cutter, windows, pending = WindowCutter(s.clip_samples, s.clip_hop_samples), [], []
+
+        def classify(batch: list[np.ndarray]) -> None:
+            cut = np.concatenate(batch)
+            if gain != 1.0:
+                cut = (cut * gain).astype(np.float32)
+            windows.extend(self.classify_windows(cut, start=len(windows) * self._hop))
+
+        for y in self._resampled(pieces(), sr):
+            pending.append(cutter.feed(y))
+            if sum(map(len, pending)) >= WINDOWS_AT_ONCE:
+                classify(pending)
+                pending = []
+        if cutter.received == 0:
+            raise AudioError(f"{source} holds no samples")
+        padded = cutter.emitted == 0 and cutter.received < s.clip_samples
         if padded:
-            message = (
-                f"{source} lasts {duration:.2f} s, shorter than the model's "
-                f"{s.clip_seconds:g} s window"
-            )
-            if not self.pad_short:
-                raise AudioError(message)
-            warnings.warn(f"{message}: padded with silence", stacklevel=2)
-            y = np.pad(y, (0, s.clip_samples - len(y)))
-        windows = self.classify_windows(subclips(y, s))  # loudness as in training, if set
+            self._short(source, cutter.received / s.sample_rate)
+        if padded or (s.clip_tail == "pad" and len(cutter.rest()) >= s.clip_samples / 2):
+            pending.append(cut(cutter.rest(), [0], s.clip_samples))
+        classify(pending)
+        return self._result(windows, source, cutter.received / s.sample_rate, padded)
+
+    def _resampled(self, pieces: Iterable[np.ndarray], sr: int) -> Iterator[np.ndarray]:
+        """``pieces`` at the model's rate (soxr's streaming resampler: the same samples
+        as resampling the whole recording at once)."""
+        if sr == self.spec.sample_rate:
+            yield from pieces
+            return
+        resampler = soxr.ResampleStream(sr, self.spec.sample_rate, 1, dtype="float32",
+                                        quality="HQ")  # fmt: skip
+        for y in pieces:
+            yield resampler.resample_chunk(y)
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+    def _short(self, source: str, duration: float) -> None:
+        """Warn of (or, without ``pad_short``, refuse) audio shorter than one window."""
+        message = (
+            f"{source} lasts {duration:.2f} s, shorter than the model's "
+            f"{self.spec.clip_seconds:g} s window"
+        )
+        if not self.pad_short:
+            raise AudioError(message)
+        warnings.warn(f"{message}: padded with silence", stacklevel=4)
+
+    def _result(
+        self, windows: list[WindowResult], source: str, duration: float, padded: bool
+    ) -> Result:
+        """The recording's result from its windows' (silent ones left out)."""
         heard = [w for w in windows if not w.silent]
         if not heard:
             raise AudioError(
@@ -242,29 +322,6 @@ class Classifier:
             padded=padded,
         )
 
-    def predict_file(self, path: str | os.PathLike) -> Result:
-        """Classify an audio file (any format soundfile reads; stereo is mixed down).
-
-        Parameters
-        ----------
-        path : path
-            The audio file, at any sample rate (resampled to the model's).
-
-        Returns
-        -------
-        Result
-            The label of the mean probabilities of the non-silent windows, and each
-            window's own.
-
-        Raises
-        ------
-        AudioError
-            A file that cannot be decoded, is silent, or (``pad_short=False``) is shorter
-            than one window.
-        """
-        y, sr = load_audio(path, mono=True)
-        return self.predict_array(y, sr, source=str(path))
-
     # ------------------------------------------------------------------ streams
 
     def open_stream(self, *, sr: int) -> Stream:
@@ -283,8 +340,8 @@ class Stream:
     """Windows over audio arriving in chunks of any size, in bounded memory.
 
     Chunks are resampled to the model's rate as they come (soxr's streaming
-    resampler), written into a ring buffer one window long, and each window is
-    classified the moment its last sample arrives. A bad chunk (NaN, wrong shape)
+    resampler), kept only while a window still needs them (``WindowCutter``), and each
+    window is classified the moment its last sample arrives. A bad chunk (NaN, wrong shape)
     raises before the stream's state changes, so the caller can skip it and go on.
     """
 
@@ -297,10 +354,7 @@ class Stream:
             if self.sr == s.sample_rate
             else soxr.ResampleStream(self.sr, s.sample_rate, 1, dtype="float32", quality="HQ")
         )
-        self._size, self._hop = s.clip_samples, s.clip_hop_samples
-        self._ring = np.zeros(self._size, np.float32)
-        self._written = 0  # samples (at the model's rate) received so far
-        self._next_end = self._size  # where the next window ends
+        self._cutter = WindowCutter(s.clip_samples, s.clip_hop_samples)
 
     def feed(self, chunk) -> list[WindowResult]:
         """Add a chunk (``(n,)`` or ``(channels, n)`` float at the stream's rate); returns
@@ -319,34 +373,11 @@ class Stream:
         return self._windows(tail)
 
     def _windows(self, y: np.ndarray) -> list[WindowResult]:
-        done = []
-        while len(y):
-            take = min(len(y), self._next_end - self._written)
-            self._write(y[:take])
-            y = y[take:]
-            if self._written == self._next_end:
-                done.append(self._window())
-                self._next_end += self._hop
-        if not done:
+        first = self._cutter.emitted
+        windows = self._cutter.feed(y)
+        if not len(windows):
             return []
         spec = self.classifier.spec
-        first_start = (self._next_end - self._hop * len(done) - self._size) / spec.sample_rate
-        windows = np.stack(done)
         if spec.loudness_dbfs is not None:  # each window alone: a stream has no end to wait for
             windows = np.stack([normalise_loudness(w, spec.loudness_dbfs) for w in windows])
-        return self.classifier.classify_windows(windows, start=first_start)
-
-    def _write(self, piece: np.ndarray) -> None:
-        n = len(piece)
-        if n > self._size:  # only the last window's worth can still be needed
-            self._written += n - self._size
-            piece, n = piece[-self._size :], self._size
-        at = self._written % self._size
-        first = min(n, self._size - at)
-        self._ring[at : at + first] = piece[:first]
-        self._ring[: n - first] = piece[first:]
-        self._written += n
-
-    def _window(self) -> np.ndarray:
-        at = self._written % self._size
-        return np.concatenate([self._ring[at:], self._ring[:at]])
+        return self.classifier.classify_windows(windows, start=first * self.classifier._hop)

@@ -22,10 +22,15 @@ def subclip_starts(n_samples: int, spec: FeatureSpec) -> list[int]:
 
 def normalise_loudness(y: np.ndarray, dbfs: float) -> np.ndarray:
     """``y`` scaled to an RMS level of ``dbfs`` (silence is left alone)."""
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
-    if rms == 0.0:
-        return y
-    return (y * (10 ** (dbfs / 20) / rms)).astype(np.float32)
+    gain = loudness_gain(float(np.sum(np.square(y, dtype=np.float64))), len(y), dbfs)
+    return y if gain == 1.0 else (y * gain).astype(np.float32)
+
+
+def loudness_gain(energy: float, n_samples: int, dbfs: float) -> float:
+    """The gain that brings ``n_samples`` samples whose squares sum to ``energy`` to an
+    RMS level of ``dbfs``; 1 for silence."""
+    rms = float(np.sqrt(energy / n_samples)) if n_samples else 0.0
+    return 1.0 if rms == 0.0 else 10 ** (dbfs / 20) / rms
 
 
 def subclips(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
@@ -45,3 +50,41 @@ def cut(y: np.ndarray, starts: Sequence[int], size: int) -> np.ndarray:
         piece = y[start : start + size]
         out[i, : len(piece)] = piece
     return out
+
+
+class WindowCutter:
+    """Windows of ``size`` samples every ``hop`` over audio that arrives in pieces of any
+    length, keeping only the samples a later window still needs: an hour of audio is cut
+    in the memory of one piece and one window.
+
+    ``feed`` returns the windows each piece completes, as ``subclips`` cuts them from the
+    whole recording; ``rest`` is what lies past the last window's start, for a padded tail.
+    """
+
+    def __init__(self, size: int, hop: int) -> None:
+        self.size, self.hop = size, hop
+        self.received = 0  # samples fed so far
+        self.emitted = 0  # windows returned so far
+        self._buf = np.zeros(0, np.float32)  # samples from self._at on
+        self._at = 0
+
+    @property
+    def next_start(self) -> int:
+        """Where the next window starts (samples from the start)."""
+        return self.emitted * self.hop
+
+    def feed(self, y: np.ndarray) -> np.ndarray:
+        """Add ``y`` (float32 ``(n,)``); the ``(k, size)`` windows it completes."""
+        self._buf = np.concatenate([self._buf, y])  # a copy: the caller may reuse ``y``
+        self.received += len(y)
+        first, end = self.next_start, self.received - self.size
+        n = (end - first) // self.hop + 1 if end >= first else 0
+        out = cut(self._buf, [first - self._at + i * self.hop for i in range(n)], self.size)
+        self.emitted += n
+        keep = min(self.next_start, self.received)
+        self._buf, self._at = self._buf[keep - self._at :], keep
+        return out
+
+    def rest(self) -> np.ndarray:
+        """The samples from the next window's start to the end of what was fed."""
+        return self._buf[max(0, self.next_start - self._at) :]
