@@ -231,3 +231,15 @@ def test_split_both_runs_both_or_is_refused(tmp_path, capsys):
     for mode in ("grouped", "random"):
         summary = json.loads((out / mode / "crossval.json").read_text())
         assert summary["mode"] == mode and summary["folds_done"] == 2
+
+
+def test_infer_lists_few_windows_and_runs_of_many():
+    from musemo.cli import _window_labels
+
+    assert _window_labels(["happy", "-", "sad"]) == "happy - sad"
+    many = ["happy"] * 300 + ["sad"] * 2 + ["-"] + ["happy"] * 30
+    assert _window_labels(many) == "happy×300 sad×2 -×1 happy×30"
+    alternating = ["happy", "sad"] * 15
+    assert _window_labels(alternating) == " ".join(["happy×1 sad×1"] * 10) + (
+        " ... (10 more runs; --json lists every window)"
+    )

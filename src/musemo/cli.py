@@ -504,8 +504,25 @@ def _infer_line(path: str, result) -> str:
     )
     heard = sum(not w.silent for w in result.windows)
     agreeing = sum(w.label == result.label for w in result.windows)
-    windows = " ".join(w.label or "-" for w in result.windows)
-    return f"{path}: {verdict}, {agreeing} of {heard} windows {result.label}: {windows}"
+    return f"{path}: {verdict}, {agreeing} of {heard} windows {result.label}: " + _window_labels(
+        [w.label or "-" for w in result.windows]
+    )
+
+
+def _window_labels(labels: list[str], most: int = 20) -> str:
+    """Each window's label in order (``-``: silent) while there are at most ``most``;
+    past that, runs of one label (``happy×312 sad×2 ...``), the first ``most`` of them."""
+    if len(labels) <= most:
+        return " ".join(labels)
+    runs: list[list] = []
+    for label in labels:
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    shown = " ".join(f"{label}×{n}" for label, n in runs[:most])
+    rest = len(runs) - most
+    return shown + (f" ... ({rest} more runs; --json lists every window)" if rest > 0 else "")
 
 
 def _infer_summary(results: list[dict], labels: tuple[str, ...], failed: int) -> str:
