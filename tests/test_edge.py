@@ -228,7 +228,8 @@ def test_a_stream_of_any_chunk_sizes_gives_the_file_windows(int8_tflite):
 
 
 @pytest.mark.parametrize(
-    ("tail", "loudness", "seconds"), [("drop", None, 20.3), ("pad", -20.0, 20.7), ("pad", None, 0.6)]
+    ("tail", "loudness", "seconds"),
+    [("drop", None, 20.3), ("pad", -20.0, 20.7), ("pad", None, 0.6)],
 )
 def test_a_file_read_block_by_block_gives_the_whole_recordings_windows(
     int8_tflite, tmp_path, tail, loudness, seconds
