@@ -46,7 +46,11 @@ import resource, sys
 from musemo.cli import main
 code = main(["infer", *sys.argv[1:]])
 print("torch imported:", "torch" in sys.modules, file=sys.stderr)
-print("peak rss kb:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+try:  # Linux: this process's own peak (ru_maxrss keeps the parent's across exec)
+    peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("peak rss kb:", peak, file=sys.stderr)
 sys.exit(code)
 """
 
