@@ -93,6 +93,12 @@ def _as_mono(y, *, what: str) -> np.ndarray:
     return arr
 
 
+def _resampler(sr: int, target: int) -> soxr.ResampleStream:
+    """A streaming resampler (soxr), mono float32 at high quality: chunk by chunk, the same
+    samples as ``soxr.resample`` of the whole recording."""
+    return soxr.ResampleStream(sr, target, 1, dtype="float32", quality="HQ")
+
+
 class Classifier:
     """An exported musemo model (``.onnx`` or ``.tflite``) with its feature extractor.
 
@@ -185,10 +191,10 @@ class Classifier:
             mel -= np.float32(s.input_mean)
             mel *= np.float32(1.0 / s.input_std)
             probs[rows] = softmax(self.backend.logits(mel[:, None]))
-        hop, size = s.clip_hop_samples / s.sample_rate, s.clip_samples / s.sample_rate
+        size = s.clip_samples / s.sample_rate
         out = []
         for i, p in enumerate(probs):
-            t0 = start + i * hop
+            t0 = start + i * self._hop
             if loud[i]:
                 label = self.labels[int(p.argmax())]
                 out.append(
@@ -235,8 +241,7 @@ class Classifier:
             (``pad_short=False``) is shorter than one window.
         """
         with AudioFile(path) as f:
-            result = self._predict(f.mono_blocks, f.samplerate, source=str(path))
-        return result
+            return self._predict(f.mono_blocks, f.samplerate, source=str(path))
 
     def _predict(
         self, pieces: Callable[[], Iterator[np.ndarray]], sr: int, *, source: str
@@ -279,8 +284,7 @@ class Classifier:
         if sr == self.spec.sample_rate:
             yield from pieces
             return
-        resampler = soxr.ResampleStream(sr, self.spec.sample_rate, 1, dtype="float32",
-                                        quality="HQ")  # fmt: skip
+        resampler = _resampler(sr, self.spec.sample_rate)
         for y in pieces:
             yield resampler.resample_chunk(y)
         yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
@@ -349,11 +353,7 @@ class Stream:
         self.classifier = classifier
         s = classifier.spec
         self.sr = check_sr(sr)
-        self._resampler = (
-            None
-            if self.sr == s.sample_rate
-            else soxr.ResampleStream(self.sr, s.sample_rate, 1, dtype="float32", quality="HQ")
-        )
+        self._resampler = None if self.sr == s.sample_rate else _resampler(self.sr, s.sample_rate)
         self._cutter = WindowCutter(s.clip_samples, s.clip_hop_samples)
 
     def feed(self, chunk) -> list[WindowResult]:
