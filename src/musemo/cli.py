@@ -154,6 +154,8 @@ def _train_config(args: argparse.Namespace):
         mixup=args.mixup,
         probe=args.probe,
         aggregate=args.aggregate,
+        distill_temperature=args.distill_temperature,
+        distill_alpha=args.distill_alpha,
     )
 
 
@@ -170,6 +172,13 @@ def _check_train_request(args: argparse.Namespace) -> None:
             "--val-fraction 0 trains one final model on everything, with nothing to score: "
             "leave out --folds, --compare and all (cross-validate the same settings first)"
         )
+    if args.unlabelled and not args.teacher:
+        raise ParameterError("--unlabelled audio is learnt from a teacher: add --teacher")
+    if args.teacher and (args.compare or args.model == "all" or args.split != "grouped"):
+        raise ParameterError(
+            "--teacher distils one model on grouped splits: leave out --compare, all and "
+            "--split random/both"
+        )
     if args.split == "both" and not several:
         raise ParameterError(
             "--split both trains on both kinds of split: add --compare (a table beside the "
@@ -181,6 +190,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_train_request(args)
     spec, config = _feature_spec(args), _train_config(args)
     data = _load_data(args, spec)
+    if args.unlabelled:
+        data = _with_unlabelled(args, data, spec)
     modes = ("grouped", "random") if args.split == "both" else (args.split,)
     if args.folds:
         return _train_folds(args, data, spec, config, modes)
@@ -189,16 +200,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return _train_one(args, data, spec, config, modes[0])
 
 
+def _with_unlabelled(args, data, spec):
+    """``data`` followed by the sub-clips of the ``--unlabelled`` audio."""
+    from .data import gather, unlabelled_recordings
+
+    recordings = [
+        r for source in args.unlabelled
+        for r in unlabelled_recordings(source, allow_outside_root=args.allow_outside_root)
+    ]  # fmt: skip
+    extra, report = gather(
+        recordings, spec, data.label_names, cache=args.cache, workers=args.workers,
+        progress=not args.quiet, strict=args.strict, source=" ".join(args.unlabelled),
+    )  # fmt: skip
+    for path, why in report.failed:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+    if not args.quiet:
+        print(f"unlabelled: {len(extra.recordings)} recordings, {len(extra)} sub-clips")
+    return data.extended(extra)
+
+
 def _models(args: argparse.Namespace) -> tuple[str, ...]:
     from .training.models import CNNS
 
     return CNNS if args.model == "all" else (args.model,)
 
 
+def _teacher_load(args) -> dict:
+    """``Teacher.window_logprobs``'s options from the command line."""
+    return {
+        "cache": args.cache, "device": args.device, "workers": args.workers,
+        "progress": not args.quiet,
+    }  # fmt: skip
+
+
+def _fold_teachers(args, data, spec, config) -> list:
+    """Each fold's teacher outputs (``--teacher CV_FOLDER --folds K``)."""
+    from .data.splits import kfold_splits
+    from .training.distill import fold_teachers, teacher_targets
+
+    folds = kfold_splits(data, k=args.folds, mode="grouped", seed=config.seed)
+    return [
+        teacher_targets(t, data, spec, **_teacher_load(args))
+        for t in fold_teachers(args.teacher, data, folds)
+    ]
+
+
 def _train_folds(args, data, spec, config, modes) -> int:
     """k-fold cross-validation for each split mode (one folder each when there are two)."""
     from .training.experiments import cross_validate, crossval_table
 
+    teachers = _fold_teachers(args, data, spec, config) if args.teacher else None
     for mode in modes:
         summary = cross_validate(
             data,
@@ -210,6 +261,7 @@ def _train_folds(args, data, spec, config, modes) -> int:
             mode=mode,
             progress=not args.quiet,
             resume=args.resume,
+            teachers=teachers,
         )
         print(crossval_table(summary))
     return 0
@@ -234,10 +286,18 @@ def _train_comparison(args, data, spec, config, modes) -> int:
 
 
 def _train_one(args, data, spec, config, mode: str) -> int:
-    from .data.splits import holdout_split
+    from .data.splits import holdout_split, with_unlabelled
     from .training.loop import fit
 
     train, val = holdout_split(data, val_fraction=args.val_fraction, mode=mode, seed=args.seed)
+    train = with_unlabelled(data, train, val)
+    teacher = None
+    if args.teacher:
+        from .training.distill import Teacher, teacher_targets, warn_if_seen
+
+        source = Teacher.load(args.teacher)
+        warn_if_seen(source, data, val)
+        teacher = teacher_targets(source, data, spec, **_teacher_load(args))
     metrics = fit(
         data,
         train,
@@ -248,6 +308,7 @@ def _train_one(args, data, spec, config, mode: str) -> int:
         split_mode=mode,
         resume=args.resume,
         progress=not args.quiet,
+        teacher=teacher,
     )
     if not metrics:  # a torchrun process other than rank 0
         return 0
@@ -754,6 +815,34 @@ def _add_train(sub) -> None:
         help="a recording's probabilities from its sub-clips': their mean, or the softmax of "
         "their mean log-probability (logits: what a --probe head was fitted to predict); "
         "exported models keep it",
+    )
+    p.add_argument(
+        "--teacher",
+        metavar="CHECKPOINT",
+        help="distil: learn from this trained model's outputs (a checkpoint or run folder; "
+        "with --folds, the teacher's cross-validation folder holding fold0, fold1, ...)",
+    )
+    p.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        metavar="T",
+        help="temperature of the teacher's and the student's probabilities in distillation",
+    )
+    p.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=0.5,
+        metavar="A",
+        help="the teacher's share of the loss (1: its outputs alone; the labels' is the rest)",
+    )
+    p.add_argument(
+        "--unlabelled",
+        nargs="+",
+        default=[],
+        metavar="SOURCE",
+        help="with --teacher: audio without labels to learn from as well (folders of audio "
+        "files, or manifests whose labels are ignored); it never validates",
     )
     _spec_options(p)
 

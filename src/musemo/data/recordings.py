@@ -16,10 +16,13 @@ from .._atomic import write_text
 from ..audio import AUDIO_SUFFIXES, audio_files
 from ..errors import ParameterError
 
+UNLABELLED = ""  # the label of a recording that has none
+
 
 @dataclasses.dataclass(frozen=True)
 class Recording:
-    """One labelled audio file; ``group`` keeps related files on one side of a split."""
+    """One audio file and its label (``UNLABELLED``: none); ``group`` keeps related files
+    on one side of a split."""
 
     path: Path
     label: str
@@ -114,6 +117,21 @@ def load_recordings(
     if source.is_file() and source.suffix.lower() == ".csv":
         return read_manifest(source, allow_outside_root=allow_outside_root)
     return scan_folder(source)
+
+
+def unlabelled_recordings(
+    source: str | os.PathLike, *, allow_outside_root: bool = False
+) -> list[Recording]:
+    """Audio to learn from without labels (from a teacher): every audio file below a
+    folder, or the files of a CSV manifest (its labels ignored, its groups kept)."""
+    source = Path(source)
+    if source.is_dir() and not (source / "manifest.csv").is_file():
+        files = audio_files(source)
+        if not files:
+            raise ParameterError(f"{source} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        return [Recording(p, UNLABELLED, str(p.relative_to(source))) for p in files]
+    listed = load_recordings(source, allow_outside_root=allow_outside_root)
+    return [dataclasses.replace(r, label=UNLABELLED) for r in listed]
 
 
 def write_manifest(root: str | os.PathLike, rows: Sequence[tuple[str, str, str]]) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from .subclips import SubclipData
+from .subclips import UNLABELLED_ROW, SubclipData
 
 SPLIT_MODES = ("grouped", "random")
 
@@ -14,7 +14,7 @@ SPLIT_MODES = ("grouped", "random")
 def _check_split(data: SubclipData, n_splits: int, mode: str) -> None:
     if mode not in SPLIT_MODES:
         raise ParameterError(f"split mode {mode!r}: use one of {SPLIT_MODES}")
-    counts = np.bincount(data.labels, minlength=len(data.label_names))
+    counts = np.bincount(data.labels[data.labels >= 0], minlength=len(data.label_names))
     for name, count in zip(data.label_names, counts):
         if count == 0:
             raise ParameterError(f"label {name!r} has no sub-clips")
@@ -52,7 +52,8 @@ def kfold_splits(
     Returns
     -------
     list of (numpy.ndarray, numpy.ndarray)
-        Sub-clip indices of each fold's training and validation side.
+        Sub-clip indices of each fold's training and validation side (labelled sub-clips
+        only: ``with_unlabelled`` adds the others to a training side).
 
     Raises
     ------
@@ -62,18 +63,32 @@ def kfold_splits(
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     _check_split(data, k, mode)
-    rows = np.arange(len(data))
+    rows = labelled_rows(data)
     if mode == "grouped":
-        recording = data.index[:, 0]
+        recording = data.index[rows, 0]
         present, first = np.unique(recording, return_index=True)
         groups = np.array([data.recordings[r].group for r in present])
         folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return [
             (rows[np.isin(recording, present[a])], rows[np.isin(recording, present[b])])
-            for a, b in folds.split(present, data.labels[first], groups)
+            for a, b in folds.split(present, data.labels[rows][first], groups)
         ]
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return list(folds.split(rows, data.labels))
+    return [(rows[a], rows[b]) for a, b in folds.split(rows, data.labels[rows])]
+
+
+def labelled_rows(data: SubclipData) -> np.ndarray:
+    """The sub-clips with a label: what splits share out (unlabelled ones only train)."""
+    return np.flatnonzero(data.labels != UNLABELLED_ROW)
+
+
+def with_unlabelled(data: SubclipData, train: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """``train`` and the unlabelled sub-clips, but for those of a group on the
+    validation side (audio by a held-out artist stays out of its fold's training)."""
+    held_out = set(data.groups[val].tolist())
+    extra = np.flatnonzero(data.labels == UNLABELLED_ROW)
+    extra = extra[~np.isin(data.groups[extra], list(held_out))]
+    return np.concatenate([train, extra])
 
 
 def holdout_split(
@@ -87,7 +102,7 @@ def holdout_split(
         raise ParameterError(f"val_fraction={val_fraction}: must be in [0, 0.5)")
     if val_fraction == 0:
         _check_split(data, 1, mode)
-        return np.arange(len(data)), np.arange(0)
+        return labelled_rows(data), np.arange(0)
     return kfold_splits(data, k=max(2, round(1 / val_fraction)), mode=mode, seed=seed)[0]
 
 

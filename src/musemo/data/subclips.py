@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
 from .cache import CacheReport, FeatureCache
-from .recordings import Recording, load_recordings
+from .recordings import UNLABELLED, Recording, load_recordings
 
 
 @dataclasses.dataclass
@@ -19,7 +19,8 @@ class SubclipData:
     """Every sub-clip of a set of recordings, with the recording it came from.
 
     ``features[i]`` is recording i's memory-mapped array; ``index`` rows are
-    ``(recording, sub-clip)``; ``labels`` are integers into ``label_names``.
+    ``(recording, sub-clip)``; ``labels`` are integers into ``label_names``, ``-1``
+    (``UNLABELLED_ROW``) for a recording without a label (audio a teacher labels).
     """
 
     recordings: list[Recording]
@@ -45,6 +46,24 @@ class SubclipData:
     def stack(self, rows: np.ndarray) -> np.ndarray:
         """Features of the given sub-clips as one in-memory array ``(n, n_mels, frames)``."""
         return np.stack([self.subclip(int(i)) for i in rows]) if len(rows) else np.empty((0,))
+
+    def extended(self, other: SubclipData) -> SubclipData:
+        """These sub-clips followed by ``other``'s (same labels): row ``i`` stays row ``i``."""
+        if other.label_names != self.label_names:
+            raise ParameterError(
+                f"labels {list(other.label_names)} and {list(self.label_names)} differ"
+            )
+        shift = np.array([len(self.recordings), 0], dtype=np.int64)
+        return SubclipData(
+            self.recordings + other.recordings,
+            self.features + other.features,
+            np.concatenate([self.index, other.index + shift]),
+            np.concatenate([self.labels, other.labels]),
+            self.label_names,
+        )
+
+
+UNLABELLED_ROW = -1  # the label of a sub-clip of an unlabelled recording
 
 
 def load_dataset(
@@ -103,13 +122,34 @@ def load_dataset(
     recordings = load_recordings(source, allow_outside_root=allow_outside_root)
     found = sorted({r.label for r in recordings})
     names = tuple(label_names) if label_names is not None else tuple(found)
-    unknown = sorted(set(found) - set(names))
-    if unknown:
-        raise ParameterError(f"labels {unknown} in {source} are not among {list(names)}")
     if label_names is None and len(names) < 2:
         raise ParameterError(
             f"{source} holds one label only ({names[0]!r}): a classifier needs two"
         )
+    return gather(
+        recordings, spec, names, cache=cache, workers=workers, progress=progress, strict=strict,
+        source=source,
+    )  # fmt: skip
+
+
+def gather(
+    recordings: Sequence[Recording],
+    spec: FeatureSpec,
+    label_names: Sequence[str],
+    *,
+    cache: str | os.PathLike,
+    workers: int = 1,
+    progress: bool = True,
+    strict: bool = False,
+    source: str | os.PathLike = "the recordings",
+) -> tuple[SubclipData, CacheReport]:
+    """Fill the feature cache for ``recordings`` and gather their sub-clips
+    (``load_dataset``'s second half); an ``UNLABELLED`` recording's rows get
+    ``UNLABELLED_ROW``, a label outside ``label_names`` is refused, naming ``source``."""
+    names = tuple(label_names)
+    unknown = sorted({r.label for r in recordings} - set(names) - {UNLABELLED})
+    if unknown:
+        raise ParameterError(f"labels {unknown} in {source} are not among {list(names)}")
     store = FeatureCache(cache, spec)
     report = store.build(recordings, workers=workers, progress=progress, strict=strict)
     kept, features = [], []
@@ -123,6 +163,6 @@ def load_dataset(
     index = np.array(
         [(r, s) for r, f in enumerate(features) for s in range(len(f))], dtype=np.int64
     )
-    lookup = {name: i for i, name in enumerate(names)}
+    lookup = {UNLABELLED: UNLABELLED_ROW, **{name: i for i, name in enumerate(names)}}
     labels = np.array([lookup[kept[r].label] for r in index[:, 0]], dtype=np.int64)
     return SubclipData(kept, features, index, labels, names), report

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import write_text
-from ..data.splits import holdout_split, kfold_splits
+from ..data.splits import holdout_split, kfold_splits, with_unlabelled
 from ..data.subclips import SubclipData
 from ..features.spec import FeatureSpec
 from ..metrics import held_out_calibration
 from .baseline import fit_baseline
+from .distill import TeacherTargets
 from .loop import VAL_RECORDINGS, TrainConfig, fit
 
 COLUMNS = (
@@ -94,18 +95,19 @@ BASELINE = "baseline (log-mel stats + logistic regression)"
 
 
 def _on_one_split(
-    data, spec, models, config, train, val, folder, *, mode, progress, resume
+    data, spec, models, config, train, val, folder, *, mode, progress, resume, teacher=None
 ) -> dict[str, dict]:
     """The baseline, then each model, trained on ``train`` and scored on ``val``: name ->
     ``{"final": scores, "history": epochs}`` (the baseline has no history). Model
-    ``name`` runs in ``folder(name)``."""
+    ``name`` runs in ``folder(name)``, distilled from ``teacher`` (``fit``) if given, on
+    the unlabelled sub-clips too (``with_unlabelled``)."""
     results = {
         "baseline": {"final": fit_baseline(data, train, val, seed=config.seed), "history": None}
     }
     for name in models:
         results[name] = fit(
             data,
-            train,
+            with_unlabelled(data, train, val),
             val,
             spec,
             dataclasses.replace(config, model=name),
@@ -113,6 +115,7 @@ def _on_one_split(
             split_mode=mode,
             resume=resume,
             progress=progress,
+            teacher=teacher,
         )
     return results
 
@@ -139,6 +142,7 @@ def cross_validate(
     mode: str = "grouped",
     progress: bool = True,
     resume: bool = False,
+    teachers: Sequence[TeacherTargets] | None = None,
 ) -> dict:
     """``k``-fold cross-validation of the baseline and each model on the same folds.
 
@@ -148,7 +152,9 @@ def cross_validate(
     fold); ``resume`` continues each run where it stopped (a finished one is only scored).
     Each model's ``recording_calibration`` (``musemo.metrics.held_out_calibration``)
     gives the temperature for ``musemo-export --temperature`` and the recordings'
-    expected calibration error without and with it.
+    expected calibration error without and with it. With ``config.teacher``,
+    ``teachers[i]`` are fold ``i``'s teacher outputs (``fit``'s ``teacher``;
+    ``musemo.training.distill.fold_teachers`` finds each fold's teacher).
     """
     out = Path(out_dir)
     folds = kfold_splits(data, k=k, mode=mode, seed=config.seed)
@@ -157,6 +163,7 @@ def cross_validate(
         results = _on_one_split(
             data, spec, models, config, train, val, lambda name, i=i: out / name / f"fold{i}",
             mode=mode, progress=progress, resume=resume,
+            teacher=None if teachers is None else teachers[i],
         )  # fmt: skip
         for name, result in results.items():
             per_fold.setdefault(name, []).append({"fold": i, **_fold_scores(result["final"])})

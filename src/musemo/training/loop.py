@@ -30,7 +30,7 @@ from .._atomic import atomic_path, remove_leftovers, write_text, writing
 from .._checks import check_int
 from .._progress import progress_bar
 from ..data.splits import describe_split
-from ..data.subclips import SubclipData
+from ..data.subclips import UNLABELLED_ROW, SubclipData
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec, differences_from_musicnn
 from ..metrics import (
@@ -42,6 +42,7 @@ from ..metrics import (
 )
 from .augment import shifted, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .distill import TeacherTargets, distillation_loss, tempered
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
 from .models import RAW_INPUT, build_model, head_of
 
@@ -69,9 +70,13 @@ class TrainConfig:
     mixup: float = 0.0
     probe: bool = False  # the head alone, in closed form, on the frozen network (one epoch)
     aggregate: str = "probabilities"  # a recording's from its sub-clips' (metrics.AGGREGATES)
+    teacher: str | None = None  # the checkpoint distilled from (training.distill.Teacher.name)
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5  # the teacher's share of the loss; the labels' is the rest
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)
+        self._check_distillation()
         if self.probe:
             if self.model != "musicnn" or self.weights != "pretrained":
                 raise ParameterError(
@@ -94,6 +99,16 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ParameterError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+
+    def _check_distillation(self) -> None:
+        if not self.distill_temperature > 0:
+            raise ParameterError(
+                f"distill_temperature={self.distill_temperature!r}: must be positive"
+            )
+        if not 0 <= self.distill_alpha <= 1:
+            raise ParameterError(
+                f"distill_alpha={self.distill_alpha!r}: the teacher's share of the loss, in [0, 1]"
+            )
 
 
 # AdamW learning rates that train each model from scratch here: the networks
@@ -202,7 +217,8 @@ def predict(
     batch_size: int = 64,
     amp_dtype=None,
 ) -> tuple[np.ndarray, float]:
-    """Class probabilities for the given sub-clips, and the mean cross-entropy."""
+    """Class probabilities for the given sub-clips, and the mean cross-entropy (of those
+    with a label)."""
     import torch
 
     model.eval()
@@ -213,8 +229,9 @@ def predict(
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(xt).float()
             loss_sum += torch.nn.functional.cross_entropy(
-                logits, torch.from_numpy(y).to(device), reduction="sum"
-            ).item()
+                logits, torch.from_numpy(y).to(device), reduction="sum",
+                ignore_index=UNLABELLED_ROW,
+            ).item()  # fmt: skip
             probs.append(torch.softmax(logits, dim=1).cpu().numpy())
     out = np.concatenate(probs) if probs else np.empty((0, len(data.label_names)))
     return out, loss_sum / max(1, len(rows))
@@ -243,6 +260,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    teacher: TeacherTargets | None = None,
 ) -> dict:
     """Train ``config.model`` on ``train_rows``, validate on ``val_rows``, write the run.
 
@@ -268,6 +286,11 @@ def fit(
     on_epoch : callable, optional
         Called with each epoch's entry once its checkpoint is on disk (an exception there
         stops the run; ``resume=True`` picks it up again).
+    teacher : TeacherTargets, optional
+        Distil: the teacher's log-probabilities for every sub-clip of ``data``
+        (``musemo.training.distill.teacher_targets``), recorded as ``config.teacher``;
+        the loss is ``distill_alpha`` times the distillation loss at
+        ``distill_temperature`` plus the rest times the labels' cross-entropy.
 
     Returns
     -------
@@ -299,10 +322,14 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
     train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
+    if teacher is not None:
+        config = dataclasses.replace(config, teacher=teacher.name)
     _check_fit(train_rows, val_rows, spec, config)
+    _check_teacher(teacher, data, config, train_rows, val_rows)
     mean, std = (0.0, 1.0) if config.model in RAW_INPUT else input_stats(data, train_rows)
     spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
     run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
+    run.teacher = None if teacher is None else torch.from_numpy(teacher.logp)
     if run.world.main:
         write_text(out / "split.json", json.dumps(run.split, indent=2))
     if resume and (out / "last.pt").is_file():
@@ -310,10 +337,14 @@ def fit(
     for epoch in range(len(run.history) + 1, config.epochs + 1):
         if config.probe:
             loss_sum, correct, seen, seconds = run.fit_head(train_rows, progress=progress)
+            labelled = seen
         else:
-            loss_sum, correct, seen, seconds = run.train_epoch(train_rows, epoch, progress=progress)
+            loss_sum, correct, labelled, seen, seconds = run.train_epoch(
+                train_rows, epoch, progress=progress
+            )
         if run.world.main:
-            entry = run.validate(val_rows, epoch, loss_sum / seen, correct / seen, seen, seconds)
+            accuracy = correct / labelled if labelled else math.nan
+            entry = run.validate(val_rows, epoch, loss_sum / seen, accuracy, seen, seconds)
             run.save(out, epoch)
             if progress:
                 print(_epoch_line(config, entry))
@@ -343,6 +374,29 @@ def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> 
         )
 
 
+def _check_teacher(
+    teacher: TeacherTargets | None, data: SubclipData, config, train_rows, val_rows
+) -> None:
+    if (data.labels[val_rows] == UNLABELLED_ROW).any():
+        raise ParameterError("validation sub-clips need labels: unlabelled audio only trains")
+    if teacher is None and (data.labels[train_rows] == UNLABELLED_ROW).any():
+        raise ParameterError("unlabelled sub-clips learn from a teacher: give one (--teacher)")
+    if teacher is None:
+        if config.teacher is not None:
+            raise ParameterError(f"config.teacher={config.teacher!r} but no teacher outputs")
+        return
+    if config.probe:
+        raise ParameterError("probe fits its head in closed form, on labels: no teacher")
+    shape = (len(data), len(data.label_names))
+    if teacher.logp.shape != shape or teacher.logp.dtype != np.float32:
+        raise ParameterError(
+            f"teacher outputs {teacher.logp.dtype}{list(teacher.logp.shape)}, "
+            f"not float32{list(shape)}"
+        )
+    if not np.isfinite(teacher.logp).all():
+        raise ParameterError(f"teacher {teacher.name}: its outputs hold NaN or infinity")
+
+
 def _epoch_line(config: TrainConfig, e: dict) -> str:
     val = (
         f"val loss {e['val_loss']:.3f} acc {e['val_accuracy']:.3f} "
@@ -354,6 +408,14 @@ def _epoch_line(config: TrainConfig, e: dict) -> str:
         f"{config.model} epoch {e['epoch']}/{config.epochs}: loss {e['train_loss']:.3f} "
         f"acc {e['train_accuracy']:.3f} | {val} | {e['train_subclips_per_s']:.1f} sub-clips/s"
     )
+
+
+def _label_loss(logits, labels):
+    """The mean cross-entropy over the sub-clips with a label (0 when none has one)."""
+    import torch.nn.functional as F
+
+    total = F.cross_entropy(logits.float(), labels, ignore_index=UNLABELLED_ROW, reduction="sum")
+    return total / max(1, int((labels != UNLABELLED_ROW).sum()))
 
 
 @dataclasses.dataclass
@@ -374,6 +436,7 @@ class _Run:
     scheduler: Any
     scaler: Any
     history: list = dataclasses.field(default_factory=list)
+    teacher: Any = None  # log-probabilities of every sub-clip (a tensor) when distilling
     best: dict = dataclasses.field(default_factory=lambda: {"key": (-1.0, -math.inf), "epoch": 0})
 
     @classmethod
@@ -452,7 +515,8 @@ class _Run:
 
     def train_epoch(self, rows: np.ndarray, epoch: int, *, progress: bool):
         """One pass over this process's share of ``rows``; returns the loss sum, correct
-        count and sub-clips seen over all processes, and this process's seconds."""
+        count, labelled and all sub-clips seen over all processes, and this process's
+        seconds."""
         import torch
 
         c, w = self.config, self.world
@@ -463,7 +527,7 @@ class _Run:
             order = order[: len(order) // w.size * w.size][w.rank :: w.size]
         train_mode(self.model, self.config.frozen)
         t0 = time.perf_counter()
-        loss_sum = correct = 0.0
+        loss_sum = correct = labelled = 0.0
         shift_rng = np.random.default_rng([c.seed, epoch]) if c.shift else None
         bar = progress_bar(
             batches(self.data, order, c.batch_size, self.spec, shift_rng=shift_rng),
@@ -473,15 +537,20 @@ class _Run:
             show=progress and w.main,
             leave=False,
         )
-        for x, y in bar:
-            loss, hits = self.step(x, y, generator)
+        for b, (x, y) in enumerate(bar):
+            soft = None
+            if self.teacher is not None:
+                rows_b = order[b * c.batch_size : (b + 1) * c.batch_size]
+                soft = tempered(self.teacher[torch.from_numpy(rows_b)], c.distill_temperature)
+            loss, hits = self.step(x, y, generator, soft)
             loss_sum += loss * len(y)
             correct += hits
+            labelled += int((y != UNLABELLED_ROW).sum())
             bar.set_postfix(loss=f"{loss:.3f}")
         bar.close()
         self.scheduler.step()
         seconds = time.perf_counter() - t0
-        totals = sum_over_processes(w, [loss_sum, correct, len(order)], self.device)
+        totals = sum_over_processes(w, [loss_sum, correct, labelled, len(order)], self.device)
         return (*totals, seconds)
 
     def fit_head(self, rows: np.ndarray, *, progress: bool):
@@ -538,11 +607,11 @@ class _Run:
                 parts.append(self.model.head_input(layers).float().cpu().numpy())
         return np.concatenate(parts).astype(np.float64)
 
-    def step(self, x: np.ndarray, y: np.ndarray, generator) -> tuple[float, int]:
-        """One optimiser step on a batch (augmented, mixed up if asked); its loss and how
-        many sub-clips the network got right."""
+    def step(self, x: np.ndarray, y: np.ndarray, generator, soft=None) -> tuple[float, int]:
+        """One optimiser step on a batch (augmented, mixed up if asked; with ``soft``, the
+        teacher's tempered probabilities, distilled); its loss and how many sub-clips the
+        network got right."""
         import torch
-        import torch.nn.functional as F
 
         c, device = self.config, self.device
         xt = torch.from_numpy(x)
@@ -557,14 +626,19 @@ class _Run:
             lam = float(torch.distributions.Beta(c.mixup, c.mixup).sample())
             partner = torch.randperm(len(y), generator=generator).to(device)
             xt = lam * xt + (1 - lam) * xt[partner]
+            soft = None if soft is None else lam * soft + (1 - lam) * soft[partner.cpu()]
         try:
             with torch.autocast(
                 device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
             ):
                 logits = self.net(xt)
-                loss = F.cross_entropy(logits.float(), yt)
+                loss = _label_loss(logits, yt)
                 if partner is not None:
-                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), yt[partner])
+                    loss = lam * loss + (1 - lam) * _label_loss(logits, yt[partner])
+                if soft is not None:
+                    a = c.distill_alpha
+                    kd = distillation_loss(logits, soft.to(device), c.distill_temperature)
+                    loss = a * kd + (1 - a) * loss
             self.optimiser.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimiser)

@@ -1,0 +1,211 @@
+"""Knowledge distillation: a student network learns from a teacher's soft outputs.
+
+The teacher is a musemo checkpoint (a run's ``last.pt``, or the run folder). Its
+outputs, the log-probabilities of each of its own windows, are computed once per
+(teacher, audio file) and cached beside the features (``CACHE/teachers/<checkpoint
+digest>/<file digest>.npy``). A student sub-clip's target is the mean of the
+log-probabilities of the teacher windows it overlaps, weighted by the overlap, so a
+teacher with other windows (musicnn's 3 s at 16 kHz) teaches students of any spec.
+Under cross-validation each fold's student learns from the teacher trained on the same
+fold (``CV_FOLDER/fold<i>/last.pt``): a teacher that saw the held-out recordings would
+hand their labels to the student.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import save_npy, writing
+from ..data.cache import file_digest
+from ..data.recordings import Recording
+from ..data.splits import describe_split
+from ..data.subclips import SubclipData, gather
+from ..errors import ParameterError
+from ..features.spec import FeatureSpec
+from .checkpoints import load_checkpoint, model_from_checkpoint
+
+
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """The checkpoint a teacher path names: the file itself, or a run folder's ``last.pt``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise ParameterError(f"teacher {path}: no such checkpoint (a run's last.pt or its folder)")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A trained network whose outputs a student learns from."""
+
+    path: Path
+    digest: str
+    state: dict
+    spec: FeatureSpec
+    labels: tuple[str, ...]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Teacher:
+        """A teacher from a checkpoint or a run folder (its ``last.pt``)."""
+        path = checkpoint_path(path)
+        state = load_checkpoint(path)
+        spec = FeatureSpec.from_dict(state["spec"])
+        return cls(path, file_digest(path), state, spec, tuple(state["labels"]))
+
+    @property
+    def name(self) -> str:
+        """What a student's config records of it: the checkpoint and its digest."""
+        return f"{self.path} (sha256 {self.digest})"
+
+    def held_out_groups(self) -> list[str] | None:
+        """The groups its own run held out (``None`` when it records no split)."""
+        split = self.state.get("split") or {}
+        return split.get("val_groups")
+
+    def window_logprobs(
+        self, recordings: Sequence[Recording], *, cache: str | os.PathLike,
+        device: str = "cpu", workers: int = 1, progress: bool = True,
+    ) -> dict[Path, np.ndarray]:  # fmt: skip
+        """Each of ``recordings``: the log-probabilities of the teacher's windows,
+        ``(windows, labels)`` float32, from the cache where it has them."""
+        from .loop import predict, resolve_device
+
+        data, _ = gather(
+            recordings, self.spec, self.labels, cache=cache, workers=workers, progress=progress
+        )
+        folder = Path(cache) / "teachers" / self.digest
+        targets = {rec.path: folder / f"{file_digest(rec.path)}.npy" for rec in data.recordings}
+        todo = [r for r, rec in enumerate(data.recordings) if not _valid(targets[rec.path], self)]
+        if todo:
+            rows = np.flatnonzero(np.isin(data.index[:, 0], todo))
+            model = model_from_checkpoint(self.state).to(resolve_device(device))
+            probs, _ = predict(model, data, rows, self.spec, resolve_device(device))
+            logp = np.log(np.maximum(probs, 1e-12)).astype(np.float32)
+            with writing(folder, any_oserror=True):
+                folder.mkdir(parents=True, exist_ok=True)
+            for r in todo:
+                save_npy(targets[data.recordings[r].path], logp[data.index[rows, 0] == r])
+        return {path: np.load(target) for path, target in targets.items()}
+
+
+def _valid(path: Path, teacher: Teacher) -> bool:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return False
+    return a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == len(teacher.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherTargets:
+    """What a student learns from: the teacher's log-probabilities for each of its
+    sub-clips, ``(sub-clips, labels)`` float32, and which teacher gave them."""
+
+    name: str
+    logp: np.ndarray
+
+
+def overlap_targets(
+    data: SubclipData, spec: FeatureSpec, outputs: dict[Path, np.ndarray], teacher_spec: FeatureSpec
+) -> np.ndarray:
+    """Each of ``data``'s sub-clips: the overlap-weighted mean of the log-probabilities of
+    the teacher windows it overlaps, ``(len(data), labels)`` float32.
+
+    Raises
+    ------
+    ParameterError
+        A recording the teacher has no windows for (too short for them, or unreadable).
+    """
+    out = np.empty((len(data), len(data.label_names)), np.float32)
+    hop, size = spec.clip_hop_samples / spec.sample_rate, spec.clip_samples / spec.sample_rate
+    t_hop = teacher_spec.clip_hop_samples / teacher_spec.sample_rate
+    t_size = teacher_spec.clip_samples / teacher_spec.sample_rate
+    for r, rec in enumerate(data.recordings):
+        logp = outputs.get(rec.path)
+        if logp is None or not len(logp):
+            raise ParameterError(f"{rec.path}: the teacher has no windows for it")
+        rows = np.flatnonzero(data.index[:, 0] == r)
+        s0 = data.index[rows, 1] * hop
+        t0 = np.arange(len(logp)) * t_hop
+        w = np.minimum(s0[:, None] + size, t0[None] + t_size) - np.maximum(s0[:, None], t0[None])
+        w = np.maximum(w, 0.0)
+        w[w.sum(axis=1) == 0] = 1.0  # a padded tail past the teacher's last window
+        out[rows] = (w @ logp) / w.sum(axis=1, keepdims=True)
+    return out
+
+
+def teacher_targets(
+    teacher: Teacher, data: SubclipData, spec: FeatureSpec, **load
+) -> TeacherTargets:
+    """The student's sub-clip targets from one teacher (``overlap_targets``); ``load``:
+    ``Teacher.window_logprobs``'s options."""
+    if teacher.labels != tuple(data.label_names):
+        raise ParameterError(
+            f"teacher {teacher.path} has labels {list(teacher.labels)}, the data "
+            f"{list(data.label_names)}: a teacher must know the same labels in the same order"
+        )
+    outputs = teacher.window_logprobs(data.recordings, **load)
+    return TeacherTargets(teacher.name, overlap_targets(data, spec, outputs, teacher.spec))
+
+
+def fold_teachers(
+    folder: str | os.PathLike, data: SubclipData, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> list[Teacher]:
+    """The teacher of each fold: ``folder/fold<i>`` (a ``musemo train --folds`` model folder),
+    each checked to have held out the same groups as the student's fold ``i``."""
+    folder = Path(folder)
+    teachers = []
+    for i, (train, val) in enumerate(folds):
+        run = folder / f"fold{i}"
+        if not run.is_dir():
+            raise ParameterError(
+                f"--teacher {folder} with --folds {len(folds)}: no {run}; give the model folder "
+                "of a cross-validation of the teacher (e.g. runs/cv/musicnn) with the same "
+                "--folds and --seed"
+            )
+        teacher = Teacher.load(run)
+        held_out = describe_split(data, train, val, "grouped")["val_groups"]
+        if teacher.held_out_groups() != held_out:
+            raise ParameterError(
+                f"teacher {teacher.path} held out other groups than fold {i} does: "
+                "cross-validate the teacher with the same data, --folds and --seed"
+            )
+        teachers.append(teacher)
+    return teachers
+
+
+def warn_if_seen(teacher: Teacher, data: SubclipData, val: np.ndarray) -> None:
+    """Say so when the teacher trained on recordings the student is scored on."""
+    groups = set(data.groups[val].tolist())
+    seen = groups - set(teacher.held_out_groups() or ())
+    if seen:
+        print(
+            f"warning: teacher {teacher.path} trained on {len(seen)} of the {len(groups)} "
+            "held-out groups: the student's validation scores are flattered (distil each "
+            "fold from its own teacher with --folds)",
+            file=sys.stderr,
+        )
+
+
+def distillation_loss(logits, target_probs, temperature: float):
+    """``temperature**2`` times the KL divergence from the teacher's tempered probabilities
+    ``target_probs`` to the student's tempered ``logits``, per sub-clip (Hinton et al.)."""
+    import torch.nn.functional as F
+
+    log_q = F.log_softmax(logits.float() / temperature, dim=1)
+    kl = F.kl_div(log_q, target_probs, reduction="batchmean")
+    return kl * temperature**2
+
+
+def tempered(logp, temperature: float):
+    """The teacher's probabilities at ``temperature`` from its log-probabilities (a tensor)."""
+    import torch
+
+    return torch.softmax(logp / temperature, dim=1)

@@ -1,0 +1,138 @@
+"""Distillation: a student learns from a teacher's cached, time-aligned soft outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from fixtures_audio import TINY_SPEC_ARGS, tiny_spec, write_register_dataset
+
+from musemo import ParameterError
+from musemo.cli import main
+from musemo.data import holdout_split, load_dataset
+from musemo.training import TrainConfig, fit, load_checkpoint
+from musemo.training.distill import (
+    Teacher,
+    TeacherTargets,
+    distillation_loss,
+    overlap_targets,
+    teacher_targets,
+)
+
+
+def test_each_subclip_learns_from_the_teacher_windows_it_overlaps(chord_dataset):
+    """1 s student sub-clips over 0.6 s teacher windows: weights are the overlaps."""
+    _, _, data, _, _ = chord_dataset
+    teacher_spec = tiny_spec(clip_seconds=0.6)
+    windows = 8  # 4.8 s: more than the recordings' four 1 s sub-clips need
+    ramp = np.stack([np.arange(windows), -np.arange(windows)], axis=1).astype(np.float32)
+    outputs = {rec.path: ramp for rec in data.recordings}
+    targets = overlap_targets(data, tiny_spec(), outputs, teacher_spec)
+    first = np.flatnonzero(data.index[:, 0] == 0)
+    # [0, 1] s: 0.6 s of window 0, 0.4 s of window 1; [1, 2] s: 0.2 of 1, 0.6 of 2, 0.2 of 3
+    expected = [0.4, 2.0, (0.4 * 3 + 0.6 * 4) / 1.0, (0.6 * 5 + 0.4 * 6) / 1.0]
+    np.testing.assert_allclose(targets[first, 0], expected[: len(first)], rtol=1e-6)
+    np.testing.assert_allclose(targets[first, 1], -targets[first, 0])
+    missing = dict(outputs)
+    del missing[data.recordings[3].path]
+    with pytest.raises(ParameterError, match="the teacher has no windows for it"):
+        overlap_targets(data, tiny_spec(), missing, teacher_spec)
+
+
+def test_the_loss_is_zero_when_the_student_says_what_the_teacher_says():
+    logits = torch.tensor([[2.0, -1.0], [0.3, 0.1]])
+    same = torch.softmax(logits / 3.0, dim=1)
+    assert float(distillation_loss(logits, same, 3.0)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.softmax(-logits / 3.0, dim=1)
+    assert float(distillation_loss(logits, other, 3.0)) > 0.1
+
+
+def test_a_student_learns_what_its_teacher_says_not_the_labels(tmp_path):
+    """A teacher that says the opposite of every label: with the teacher's share at 1 the
+    student learns it; with its share at 0 the student learns the labels."""
+    folder = write_register_dataset(tmp_path / "tones")
+    data, _ = load_dataset(folder, tiny_spec(), cache=tmp_path / "cache", progress=False)
+    train, val = holdout_split(data, val_fraction=0.25, seed=0)
+    flipped = np.log(np.where(np.eye(2)[1 - data.labels] > 0, 0.98, 0.02)).astype(np.float32)
+    liar = TeacherTargets("opposite of the labels", flipped)
+    accuracy = {}
+    for alpha in (1.0, 0.0):
+        config = TrainConfig(epochs=6, batch_size=16, distill_alpha=alpha)
+        metrics = fit(data, train, val, tiny_spec(), config, tmp_path / f"a{alpha}",
+                      progress=False, teacher=liar)  # fmt: skip
+        accuracy[alpha] = metrics["final"]["recording"]["accuracy"]
+        assert metrics["config"]["teacher"] == "opposite of the labels"
+    assert accuracy[1.0] <= 0.1 and accuracy[0.0] >= 0.9, accuracy
+
+
+def test_teacher_outputs_are_checked(tmp_path, chord_dataset):
+    _, _, data, train, val = chord_dataset
+    config = TrainConfig(epochs=1, batch_size=16)
+    bad = {
+        "not float32": np.zeros((len(data), 2)),
+        "float32\\[5, 2\\]": np.zeros((5, 2), np.float32),
+        "NaN": np.full((len(data), 2), np.nan, np.float32),
+    }
+    for why, logp in bad.items():
+        with pytest.raises(ParameterError, match=why if why != "not float32" else "float64"):
+            fit(data, train, val, tiny_spec(), config, tmp_path / "r", progress=False,
+                teacher=TeacherTargets("t", logp))  # fmt: skip
+    with pytest.raises(ParameterError, match="config.teacher='x' but no teacher outputs"):
+        fit(data, train, val, tiny_spec(), TrainConfig(teacher="x"), tmp_path / "r", progress=False)
+    for field, value in (("distill_temperature", 0.0), ("distill_alpha", 1.5)):
+        with pytest.raises(ParameterError, match=field):
+            TrainConfig(**{field: value})
+
+
+def test_train_distils_from_a_checkpoint_and_caches_its_outputs(
+    tmp_path, chord_dataset, squeezenet_checkpoint, capsys
+):
+    folder, cache, data, _, val = chord_dataset
+    common = ["--data", str(folder), "--cache", str(cache), "--quiet", "--workers", "1"]
+    args = ["train", *common, *TINY_SPEC_ARGS, "--epochs", "1", "--val-fraction", "0.25"]
+    teacher = Teacher.load(squeezenet_checkpoint.parent)  # a run folder names its last.pt
+    assert main([*args, "--teacher", str(teacher.path), "--out", str(tmp_path / "s")]) == 0
+    state = load_checkpoint(tmp_path / "s" / "last.pt")
+    assert state["config"]["teacher"] == teacher.name and teacher.digest in teacher.name
+    cached = sorted((cache / "teachers" / teacher.digest).glob("*.npy"))
+    assert len(cached) == len(data.recordings)
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = teacher_targets(teacher, data, tiny_spec(), cache=cache, progress=False)
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # read back, not recomputed
+    assert again.logp.shape == (len(data), 2) and np.all(again.logp <= 0)
+    # the teacher trained on other recordings than the student's validation ones: said
+    err = capsys.readouterr().err
+    seen = set(data.groups[val]) - set(teacher.held_out_groups())
+    assert ("warning: teacher" in err) == bool(seen)
+    assert main([*args, "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert main([*args, "--teacher", str(teacher.path), "--compare"]) == 2
+    assert "--teacher distils one model on grouped splits" in capsys.readouterr().err
+
+
+def test_cross_validation_distils_each_fold_from_its_own_teacher(tmp_path, chord_dataset, capsys):
+    folder, cache, data, _, _ = chord_dataset
+    common = ["--data", str(folder), "--cache", str(cache), "--quiet", "--workers", "1"]
+    folds = ["train", *common, *TINY_SPEC_ARGS, "--epochs", "1", "--folds", "2"]
+    teachers = tmp_path / "teacher"
+    assert main([*folds, "--out", str(teachers), "--model", "mobilenet_v2"]) == 0
+    student = tmp_path / "student"
+    assert main([*folds, "--out", str(student), "--teacher", str(teachers / "mobilenet_v2")]) == 0
+    for i in range(2):
+        config = load_checkpoint(student / "squeezenet1_0" / f"fold{i}" / "last.pt")["config"]
+        assert config["teacher"].startswith(str(teachers / "mobilenet_v2" / f"fold{i}" / "last.pt"))
+    summary = json.loads((student / "crossval.json").read_text())
+    assert summary["folds_done"] == 2
+    capsys.readouterr()
+    # other folds than the teacher's: its held-out recordings would teach the student
+    other_seed = [*folds, "--seed", "1", "--out", str(tmp_path / "x")]
+    assert main([*other_seed, "--teacher", str(teachers / "mobilenet_v2")]) == 2
+    assert "held out other groups than fold 0" in capsys.readouterr().err
+    one = teachers / "mobilenet_v2" / "fold0"
+    assert main([*folds, "--out", str(tmp_path / "y"), "--teacher", str(one)]) == 2
+    assert "give the model folder of a cross-validation of the teacher" in capsys.readouterr().err
