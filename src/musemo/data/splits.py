@@ -14,7 +14,7 @@ SPLIT_MODES = ("grouped", "random")
 def _check_split(data: SubclipData, n_splits: int, mode: str) -> None:
     if mode not in SPLIT_MODES:
         raise ParameterError(f"split mode {mode!r}: use one of {SPLIT_MODES}")
-    counts = np.bincount(data.labels[data.labels >= 0], minlength=len(data.label_names))
+    counts = np.bincount(data.labels[labelled_rows(data)], minlength=len(data.label_names))
     for name, count in zip(data.label_names, counts):
         if count == 0:
             raise ParameterError(f"label {name!r} has no sub-clips")
@@ -85,9 +85,8 @@ def labelled_rows(data: SubclipData) -> np.ndarray:
 def with_unlabelled(data: SubclipData, train: np.ndarray, val: np.ndarray) -> np.ndarray:
     """``train`` and the unlabelled sub-clips, but for those of a group on the
     validation side (audio by a held-out artist stays out of its fold's training)."""
-    held_out = set(data.groups[val].tolist())
     extra = np.flatnonzero(data.labels == UNLABELLED_ROW)
-    extra = extra[~np.isin(data.groups[extra], list(held_out))]
+    extra = extra[~np.isin(data.groups[extra], data.groups[val])]
     return np.concatenate([train, extra])
 
 

@@ -77,16 +77,18 @@ class Teacher:
         ``(windows, labels)`` float32, from the cache where it has them."""
         from .loop import predict, resolve_device
 
-        data, _ = gather(
+        data, report = gather(
             recordings, self.spec, self.labels, cache=cache, workers=workers, progress=progress
         )
         folder = Path(cache) / "teachers" / self.digest
-        targets = {rec.path: folder / f"{file_digest(rec.path)}.npy" for rec in data.recordings}
+        # named as the feature cache names the file (its content's digest, hashed once)
+        targets = {rec.path: folder / report.entries[rec.path].name for rec in data.recordings}
         todo = [r for r, rec in enumerate(data.recordings) if not _valid(targets[rec.path], self)]
         if todo:
             rows = np.flatnonzero(np.isin(data.index[:, 0], todo))
-            model = model_from_checkpoint(self.state).to(resolve_device(device))
-            probs, _ = predict(model, data, rows, self.spec, resolve_device(device))
+            where = resolve_device(device)
+            probs, _ = predict(model_from_checkpoint(self.state).to(where), data, rows,
+                               self.spec, where)  # fmt: skip
             logp = np.log(np.maximum(probs, 1e-12)).astype(np.float32)
             with writing(folder, any_oserror=True):
                 folder.mkdir(parents=True, exist_ok=True)

@@ -379,9 +379,9 @@ def _check_teacher(
 ) -> None:
     if (data.labels[val_rows] == UNLABELLED_ROW).any():
         raise ParameterError("validation sub-clips need labels: unlabelled audio only trains")
-    if teacher is None and (data.labels[train_rows] == UNLABELLED_ROW).any():
-        raise ParameterError("unlabelled sub-clips learn from a teacher: give one (--teacher)")
     if teacher is None:
+        if (data.labels[train_rows] == UNLABELLED_ROW).any():
+            raise ParameterError("unlabelled sub-clips learn from a teacher: give one (--teacher)")
         if config.teacher is not None:
             raise ParameterError(f"config.teacher={config.teacher!r} but no teacher outputs")
         return
@@ -415,7 +415,7 @@ def _label_loss(logits, labels):
     import torch.nn.functional as F
 
     total = F.cross_entropy(logits.float(), labels, ignore_index=UNLABELLED_ROW, reduction="sum")
-    return total / max(1, int((labels != UNLABELLED_ROW).sum()))
+    return total / (labels != UNLABELLED_ROW).sum().clamp(min=1)  # no host sync on CUDA
 
 
 @dataclasses.dataclass
