@@ -174,11 +174,12 @@ def _check_train_request(args: argparse.Namespace) -> None:
         )
     if args.unlabelled and not args.teacher:
         raise ParameterError("--unlabelled audio is learnt from a teacher: add --teacher")
-    if args.teacher and (args.compare or args.model == "all" or args.split != "grouped"):
-        raise ParameterError(
-            "--teacher distils one model on grouped splits: leave out --compare, all and "
-            "--split random/both"
-        )
+    for option, given in (("--teacher", args.teacher), ("--init", args.init)):
+        if given and (args.compare or args.model == "all" or args.split != "grouped"):
+            raise ParameterError(
+                f"{option} trains one model on grouped splits: leave out --compare, all and "
+                "--split random/both"
+            )
     if args.split == "both" and not several:
         raise ParameterError(
             "--split both trains on both kinds of split: add --compare (a table beside the "
@@ -245,11 +246,23 @@ def _fold_teachers(args, data, spec, config) -> list:
     ]
 
 
+def _fold_inits(args, data, config) -> list | None:
+    """Each fold's starting checkpoint (``--init CV_FOLDER --folds K``)."""
+    from .data.splits import kfold_splits
+    from .training.checkpoints import fold_checkpoints
+
+    if not args.init:
+        return None
+    folds = kfold_splits(data, k=args.folds, mode="grouped", seed=config.seed)
+    return fold_checkpoints(args.init, data, folds, "--init")
+
+
 def _train_folds(args, data, spec, config, modes) -> int:
     """k-fold cross-validation for each split mode (one folder each when there are two)."""
     from .training.experiments import cross_validate, crossval_table
 
     teachers = _fold_teachers(args, data, spec, config) if args.teacher else None
+    inits = _fold_inits(args, data, config)
     for mode in modes:
         summary = cross_validate(
             data,
@@ -262,6 +275,7 @@ def _train_folds(args, data, spec, config, modes) -> int:
             progress=not args.quiet,
             resume=args.resume,
             teachers=teachers,
+            inits=inits,
         )
         print(crossval_table(summary))
     return 0
@@ -287,17 +301,21 @@ def _train_comparison(args, data, spec, config, modes) -> int:
 
 def _train_one(args, data, spec, config, mode: str) -> int:
     from .data.splits import holdout_split, with_unlabelled
+    from .training.checkpoints import Trained, warn_if_seen
     from .training.loop import fit
 
     train, val = holdout_split(data, val_fraction=args.val_fraction, mode=mode, seed=args.seed)
     train = with_unlabelled(data, train, val)
-    teacher = None
+    teacher = init = None
     if args.teacher:
-        from .training.distill import Teacher, teacher_targets, warn_if_seen
+        from .training.distill import Teacher, teacher_targets
 
-        source = Teacher.load(args.teacher)
-        warn_if_seen(source, data, val)
+        source = Teacher.load(args.teacher, "--teacher")
+        warn_if_seen(source, data, val, "--teacher")
         teacher = teacher_targets(source, data, spec, **_teacher_load(args))
+    if args.init:
+        init = Trained.load(args.init, "--init")
+        warn_if_seen(init, data, val, "--init")
     metrics = fit(
         data,
         train,
@@ -309,6 +327,7 @@ def _train_one(args, data, spec, config, mode: str) -> int:
         resume=args.resume,
         progress=not args.quiet,
         teacher=teacher,
+        init=init,
     )
     if not metrics:  # a torchrun process other than rank 0
         return 0
@@ -815,6 +834,13 @@ def _add_train(sub) -> None:
         help="a recording's probabilities from its sub-clips': their mean, or the softmax of "
         "their mean log-probability (logits: what a --probe head was fitted to predict); "
         "exported models keep it",
+    )
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="start from this trained model's weights to fine-tune it (a checkpoint or run "
+        "folder of the same model, labels and features; with --folds, its cross-validation "
+        "folder holding fold0, fold1, ...)",
     )
     p.add_argument(
         "--teacher",

@@ -3,11 +3,20 @@ loaded without unpickling arbitrary objects (``weights_only``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .._atomic import atomic_path
+from ..data.cache import file_digest
+from ..data.splits import describe_split
+from ..data.subclips import SubclipData
 from ..errors import ParameterError
+from ..features.spec import FeatureSpec
 from .models import build_model
 
 CHECKPOINT_FORMAT = "musemo.checkpoint/1"
@@ -50,3 +59,85 @@ def model_from_checkpoint(state: dict):
     model = build_model(state["model"], n_classes=len(state["labels"]), head=state["head"])
     model.load_state_dict(state["model_state"])
     return model.to(memory_format=torch.channels_last).eval()
+
+
+def checkpoint_path(path: str | os.PathLike, option: str) -> Path:
+    """The checkpoint ``path`` names: the file itself, or a run folder's ``last.pt``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise ParameterError(f"{option} {path}: no such checkpoint (a run's last.pt or its folder)")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A trained musemo checkpoint, named by its path and SHA-256."""
+
+    path: Path
+    digest: str
+    state: dict
+    spec: FeatureSpec
+    labels: tuple[str, ...]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, option: str = "checkpoint"):
+        """From a checkpoint or a run folder (its ``last.pt``); ``option`` names it in errors."""
+        path = checkpoint_path(path, option)
+        state = load_checkpoint(path)
+        spec = FeatureSpec.from_dict(state["spec"])
+        return cls(path, file_digest(path), state, spec, tuple(state["labels"]))
+
+    @property
+    def name(self) -> str:
+        """What a run's config records of it: the checkpoint and its digest."""
+        return f"{self.path} (sha256 {self.digest})"
+
+    def held_out_groups(self) -> list[str] | None:
+        """The groups its own run held out (``None`` when it records no split)."""
+        split = self.state.get("split") or {}
+        return split.get("val_groups")
+
+
+def fold_checkpoints(
+    folder: str | os.PathLike,
+    data: SubclipData,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    option: str,
+    kind: type[Trained] = Trained,
+) -> list:
+    """Each fold's model: ``folder/fold<i>`` (a ``musemo train --folds`` model folder), each
+    checked to have held out the same groups as fold ``i`` of ``data``; ``option`` names the
+    folder in errors, ``kind`` is the class loaded."""
+    folder = Path(folder)
+    found = []
+    for i, (train, val) in enumerate(folds):
+        run = folder / f"fold{i}"
+        if not run.is_dir():
+            raise ParameterError(
+                f"{option} {folder} with --folds {len(folds)}: no {run}; give the model folder "
+                "of a cross-validation (e.g. runs/cv/musicnn) with the same --folds and --seed"
+            )
+        trained = kind.load(run, option)
+        held_out = describe_split(data, train, val, "grouped")["val_groups"]
+        if trained.held_out_groups() != held_out:
+            raise ParameterError(
+                f"{option} {trained.path} held out other groups than fold {i} does: "
+                "cross-validate it with the same data, --folds and --seed"
+            )
+        found.append(trained)
+    return found
+
+
+def warn_if_seen(trained: Trained, data: SubclipData, val: np.ndarray, option: str) -> None:
+    """Say so when ``trained`` (given as ``option``) learnt from groups that ``val`` scores."""
+    groups = set(data.groups[val].tolist())
+    seen = groups - set(trained.held_out_groups() or ())
+    if seen:
+        print(
+            f"warning: {option} {trained.path} trained on {len(seen)} of the {len(groups)} "
+            "held-out groups: the validation scores are flattered (with --folds, each fold "
+            "takes the model trained on the same fold)",
+            file=sys.stderr,
+        )

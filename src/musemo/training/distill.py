@@ -15,59 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import save_npy, writing
-from ..data.cache import file_digest
 from ..data.recordings import Recording
-from ..data.splits import describe_split
 from ..data.subclips import SubclipData, gather
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
-from .checkpoints import load_checkpoint, model_from_checkpoint
+from .checkpoints import Trained, fold_checkpoints, model_from_checkpoint
 
 
-def checkpoint_path(path: str | os.PathLike) -> Path:
-    """The checkpoint a teacher path names: the file itself, or a run folder's ``last.pt``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.is_file():
-        raise ParameterError(f"teacher {path}: no such checkpoint (a run's last.pt or its folder)")
-    return path
-
-
-@dataclasses.dataclass(frozen=True)
-class Teacher:
+class Teacher(Trained):
     """A trained network whose outputs a student learns from."""
-
-    path: Path
-    digest: str
-    state: dict
-    spec: FeatureSpec
-    labels: tuple[str, ...]
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Teacher:
-        """A teacher from a checkpoint or a run folder (its ``last.pt``)."""
-        path = checkpoint_path(path)
-        state = load_checkpoint(path)
-        spec = FeatureSpec.from_dict(state["spec"])
-        return cls(path, file_digest(path), state, spec, tuple(state["labels"]))
-
-    @property
-    def name(self) -> str:
-        """What a student's config records of it: the checkpoint and its digest."""
-        return f"{self.path} (sha256 {self.digest})"
-
-    def held_out_groups(self) -> list[str] | None:
-        """The groups its own run held out (``None`` when it records no split)."""
-        split = self.state.get("split") or {}
-        return split.get("val_groups")
 
     def window_logprobs(
         self, recordings: Sequence[Recording], *, cache: str | os.PathLike,
@@ -160,40 +122,8 @@ def teacher_targets(
 def fold_teachers(
     folder: str | os.PathLike, data: SubclipData, folds: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> list[Teacher]:
-    """The teacher of each fold: ``folder/fold<i>`` (a ``musemo train --folds`` model folder),
-    each checked to have held out the same groups as the student's fold ``i``."""
-    folder = Path(folder)
-    teachers = []
-    for i, (train, val) in enumerate(folds):
-        run = folder / f"fold{i}"
-        if not run.is_dir():
-            raise ParameterError(
-                f"--teacher {folder} with --folds {len(folds)}: no {run}; give the model folder "
-                "of a cross-validation of the teacher (e.g. runs/cv/musicnn) with the same "
-                "--folds and --seed"
-            )
-        teacher = Teacher.load(run)
-        held_out = describe_split(data, train, val, "grouped")["val_groups"]
-        if teacher.held_out_groups() != held_out:
-            raise ParameterError(
-                f"teacher {teacher.path} held out other groups than fold {i} does: "
-                "cross-validate the teacher with the same data, --folds and --seed"
-            )
-        teachers.append(teacher)
-    return teachers
-
-
-def warn_if_seen(teacher: Teacher, data: SubclipData, val: np.ndarray) -> None:
-    """Say so when the teacher trained on recordings the student is scored on."""
-    groups = set(data.groups[val].tolist())
-    seen = groups - set(teacher.held_out_groups() or ())
-    if seen:
-        print(
-            f"warning: teacher {teacher.path} trained on {len(seen)} of the {len(groups)} "
-            "held-out groups: the student's validation scores are flattered (distil each "
-            "fold from its own teacher with --folds)",
-            file=sys.stderr,
-        )
+    """The teacher of each fold: ``folder/fold<i>`` (``checkpoints.fold_checkpoints``)."""
+    return fold_checkpoints(folder, data, folds, "--teacher", Teacher)
 
 
 def distillation_loss(logits, target_probs, temperature: float):

@@ -18,6 +18,7 @@ from ..data.subclips import SubclipData
 from ..features.spec import FeatureSpec
 from ..metrics import held_out_calibration
 from .baseline import fit_baseline
+from .checkpoints import Trained
 from .distill import TeacherTargets
 from .loop import VAL_RECORDINGS, TrainConfig, fit
 
@@ -95,12 +96,13 @@ BASELINE = "baseline (log-mel stats + logistic regression)"
 
 
 def _on_one_split(
-    data, spec, models, config, train, val, folder, *, mode, progress, resume, teacher=None
-) -> dict[str, dict]:
+    data, spec, models, config, train, val, folder, *, mode, progress, resume, teacher=None,
+    init=None,
+) -> dict[str, dict]:  # fmt: skip
     """The baseline, then each model, trained on ``train`` and scored on ``val``: name ->
     ``{"final": scores, "history": epochs}`` (the baseline has no history). Model
-    ``name`` runs in ``folder(name)``, distilled from ``teacher`` (``fit``) if given, on
-    the unlabelled sub-clips too (``with_unlabelled``)."""
+    ``name`` runs in ``folder(name)``, distilled from ``teacher`` and started from
+    ``init`` (``fit``) if given, on the unlabelled sub-clips too (``with_unlabelled``)."""
     results = {
         "baseline": {"final": fit_baseline(data, train, val, seed=config.seed), "history": None}
     }
@@ -116,6 +118,7 @@ def _on_one_split(
             resume=resume,
             progress=progress,
             teacher=teacher,
+            init=init,
         )
     return results
 
@@ -143,6 +146,7 @@ def cross_validate(
     progress: bool = True,
     resume: bool = False,
     teachers: Sequence[TeacherTargets] | None = None,
+    inits: Sequence[Trained] | None = None,
 ) -> dict:
     """``k``-fold cross-validation of the baseline and each model on the same folds.
 
@@ -154,7 +158,8 @@ def cross_validate(
     gives the temperature for ``musemo-export --temperature`` and the recordings'
     expected calibration error without and with it. With ``config.teacher``,
     ``teachers[i]`` are fold ``i``'s teacher outputs (``fit``'s ``teacher``;
-    ``musemo.training.distill.fold_teachers`` finds each fold's teacher).
+    ``musemo.training.distill.fold_teachers`` finds each fold's teacher); ``inits[i]``,
+    the checkpoint fold ``i`` starts from (``checkpoints.fold_checkpoints``).
     """
     out = Path(out_dir)
     folds = kfold_splits(data, k=k, mode=mode, seed=config.seed)
@@ -164,6 +169,7 @@ def cross_validate(
             data, spec, models, config, train, val, lambda name, i=i: out / name / f"fold{i}",
             mode=mode, progress=progress, resume=resume,
             teacher=None if teachers is None else teachers[i],
+            init=None if inits is None else inits[i],
         )  # fmt: skip
         for name, result in results.items():
             per_fold.setdefault(name, []).append({"fold": i, **_fold_scores(result["final"])})

@@ -41,7 +41,7 @@ from ..metrics import (
     recording_probabilities,
 )
 from .augment import shifted, spec_augment
-from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .checkpoints import CHECKPOINT_FORMAT, Trained, load_checkpoint, save_checkpoint
 from .distill import TeacherTargets, distillation_loss, tempered
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
 from .models import RAW_INPUT, build_model, head_of
@@ -73,6 +73,7 @@ class TrainConfig:
     teacher: str | None = None  # the checkpoint distilled from (training.distill.Teacher.name)
     distill_temperature: float = 2.0
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels' is the rest
+    init: str | None = None  # the checkpoint the weights start from (checkpoints.Trained.name)
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)
@@ -261,6 +262,7 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     teacher: TeacherTargets | None = None,
+    init: Trained | None = None,
 ) -> dict:
     """Train ``config.model`` on ``train_rows``, validate on ``val_rows``, write the run.
 
@@ -291,6 +293,9 @@ def fit(
         (``musemo.training.distill.teacher_targets``), recorded as ``config.teacher``;
         the loss is ``distill_alpha`` times the distillation loss at
         ``distill_temperature`` plus the rest times the labels' cross-entropy.
+    init : Trained, optional
+        Start from this checkpoint's weights and input statistics (fine-tune a trained
+        model; the same model, head, labels and features), recorded as ``config.init``.
 
     Returns
     -------
@@ -324,11 +329,14 @@ def fit(
     train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
     if teacher is not None:
         config = dataclasses.replace(config, teacher=teacher.name)
+    if init is not None:
+        config = dataclasses.replace(config, init=init.name)
     _check_fit(train_rows, val_rows, spec, config)
     _check_teacher(teacher, data, config, train_rows, val_rows)
-    mean, std = (0.0, 1.0) if config.model in RAW_INPUT else input_stats(data, train_rows)
-    spec = dataclasses.replace(spec, input_mean=mean, input_std=std)
+    spec = _input_spec(spec, data, train_rows, config, init)
     run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
+    if init is not None:
+        run.model.load_state_dict(init.state["model_state"])
     run.teacher = None if teacher is None else torch.from_numpy(teacher.logp)
     if run.world.main:
         write_text(out / "split.json", json.dumps(run.split, indent=2))
@@ -372,6 +380,30 @@ def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> 
             f"nor leave gaps, but clip_hop_seconds={spec.clip_hop_seconds} and "
             f"clip_seconds={spec.clip_seconds}; turn shift off (--no-shift)"
         )
+
+
+def _input_spec(
+    spec: FeatureSpec, data: SubclipData, rows: np.ndarray, config, init: Trained | None
+) -> FeatureSpec:
+    """``spec`` with the input statistics the network learns with: those of ``init``'s
+    training data when it starts from one (checked to fit), else of ``rows``."""
+    if init is None:
+        if config.init is not None:
+            raise ParameterError(f"config.init={config.init!r} but no checkpoint to start from")
+        mean, std = (0.0, 1.0) if config.model in RAW_INPUT else input_stats(data, rows)
+        return dataclasses.replace(spec, input_mean=mean, input_std=std)
+    state = init.state
+    found = {"model": state["model"], "head": state["head"], "labels": list(init.labels)}
+    wanted = {"model": config.model, "head": config.head, "labels": list(data.label_names)}
+    wrong = [f"{k} {found[k]!r} (here {wanted[k]!r})" for k in found if found[k] != wanted[k]]
+    ignore = {"input_mean": 0.0, "input_std": 1.0}
+    if {**init.spec.to_dict(), **ignore} != {**spec.to_dict(), **ignore}:
+        wrong.append("other features (train with its feature spec: --spec)")
+    if wrong:
+        raise ParameterError(f"--init {init.path} cannot start this run: it has {'; '.join(wrong)}")
+    if config.weights not in ("none", "pretrained"):
+        raise ParameterError(f"weights={config.weights!r}: the weights come from --init")
+    return dataclasses.replace(spec, input_mean=init.spec.input_mean, input_std=init.spec.input_std)
 
 
 def _check_teacher(
