@@ -593,12 +593,14 @@ class _Run:
         the correct count, the sub-clips and the seconds, as ``train_epoch`` does."""
         import torch
 
+        from .frozen import head_inputs
         from .probe import fit_probe, probe_as_linear
 
         if self.world.size > 1:
             raise ParameterError("probe runs in one process: leave torchrun out")
         t0 = time.perf_counter()
-        x = self.head_inputs(rows, progress=progress)
+        x = head_inputs(self.model, self.data, rows, self.spec, self.device, progress=progress)
+        x = x.astype(np.float64)
         ids, means, inverse = recording_means(x, self.data.index[rows, 0])
         y = np.zeros(len(ids), dtype=np.int64)
         y[inverse] = self.data.labels[rows]
@@ -620,24 +622,6 @@ class _Run:
         loss = torch.nn.functional.cross_entropy(logits, truth, reduction="sum").item()
         correct = int((logits.argmax(dim=1) == truth).sum())
         return loss, correct, len(rows), time.perf_counter() - t0
-
-    def head_inputs(self, rows: np.ndarray, *, progress: bool) -> np.ndarray:
-        """What the head reads, for each of ``rows`` (the network in eval mode)."""
-        import torch
-
-        self.model.eval()
-        parts = []
-        bar = progress_bar(
-            batches(self.data, rows, self.config.batch_size, self.spec),
-            total=math.ceil(len(rows) / self.config.batch_size),
-            desc=f"{self.config.model} probe", unit="batch", show=progress, leave=False,
-        )  # fmt: skip
-        with torch.inference_mode():
-            for x, _ in bar:
-                xt = torch.from_numpy(x).to(self.device)
-                layers = self.model.embed(xt.contiguous(memory_format=torch.channels_last))
-                parts.append(self.model.head_input(layers).float().cpu().numpy())
-        return np.concatenate(parts).astype(np.float64)
 
     def step(self, x: np.ndarray, y: np.ndarray, generator, soft=None) -> tuple[float, int]:
         """One optimiser step on a batch (augmented, mixed up if asked; with ``soft``, the
@@ -683,10 +667,17 @@ class _Run:
         return loss.item(), int((logits.argmax(dim=1) == yt).sum().item())
 
     def evaluate(self, rows: np.ndarray) -> tuple[dict, float, np.ndarray]:
-        """Scores of ``rows``, their mean loss and class probabilities."""
-        probs, loss = predict(
-            self.model, self.data, rows, self.spec, self.device, amp_dtype=self.amp_dtype
-        )
+        """Scores of ``rows``, their mean loss and class probabilities (a probe's from the
+        frozen network's outputs that this process holds: ``frozen.head_inputs``)."""
+        if self.config.probe:
+            from .frozen import head_inputs, head_predict
+
+            x = head_inputs(self.model, self.data, rows, self.spec, self.device, progress=False)
+            probs, loss = head_predict(self.model, x, self.data.labels[rows], self.device)
+        else:
+            probs, loss = predict(
+                self.model, self.data, rows, self.spec, self.device, amp_dtype=self.amp_dtype
+            )
         d = self.data
         scores = evaluation(
             probs, d.labels[rows], d.index[rows, 0], d.label_names, aggregate=self.config.aggregate
