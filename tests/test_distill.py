@@ -102,7 +102,7 @@ def test_train_distils_from_a_checkpoint_and_caches_its_outputs(
     cached = sorted((cache / "teachers" / teacher.digest).glob("*.npy"))
     assert len(cached) == len(data.recordings)
     stamps = [p.stat().st_mtime_ns for p in cached]
-    again = teacher_targets(teacher, data, tiny_spec(), cache=cache, progress=False)
+    (again,) = teacher_targets([teacher], data, tiny_spec(), cache=cache, progress=False)
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # read back, not recomputed
     assert again.logp.shape == (len(data), 2) and np.all(again.logp <= 0)
     # the teacher trained on other recordings than the student's validation ones: said

@@ -17,7 +17,9 @@ from fixtures_audio import write_register_dataset
 from musemo.data import holdout_split, kfold_splits, load_dataset
 from musemo.features import musicnn_spec
 from musemo.training import TrainConfig, cross_validate, fit, frozen
-from musemo.training.loop import VAL_RECORDINGS
+from musemo.training.checkpoints import model_from_checkpoint
+from musemo.training.distill import Teacher, teacher_targets
+from musemo.training.loop import VAL_RECORDINGS, predict
 from musemo.training.models import build_model
 
 PROBE = TrainConfig(model="musicnn", weights="pretrained", head="pooled", probe=True)
@@ -100,3 +102,17 @@ def test_what_is_kept_goes_with_the_data(tmp_path):
     del data
     gc.collect()
     assert not frozen._MEMO
+
+
+def test_probe_teachers_share_one_pass_and_say_what_their_networks_say(patches, forwards, tmp_path):
+    data, spec = patches, musicnn_spec()
+    cross_validate(data, spec, ["musicnn"], PROBE, tmp_path / "cv", k=2, progress=False)
+    teachers = [Teacher.load(tmp_path / "cv" / "musicnn" / f"fold{i}") for i in range(2)]
+    forwards.clear()
+    cache = tmp_path / "cache"
+    targets = teacher_targets(teachers, data, spec, cache=cache, progress=False)
+    assert len(np.concatenate(forwards)) == len(data)  # two teachers, one pass
+    for teacher, got in zip(teachers, targets):
+        model = model_from_checkpoint(teacher.state)
+        probs, _ = predict(model, data, np.arange(len(data)), teacher.spec, torch.device("cpu"))
+        np.testing.assert_allclose(np.exp(got.logp), probs, atol=1e-5)

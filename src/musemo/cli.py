@@ -227,7 +227,7 @@ def _models(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _teacher_load(args) -> dict:
-    """``Teacher.window_logprobs``'s options from the command line."""
+    """``teacher_targets``' options from the command line."""
     return {
         "cache": args.cache, "device": args.device, "workers": args.workers,
         "progress": not args.quiet,
@@ -240,10 +240,8 @@ def _fold_teachers(args, data, spec, config) -> list:
     from .training.distill import fold_teachers, teacher_targets
 
     folds = kfold_splits(data, k=args.folds, mode="grouped", seed=config.seed)
-    return [
-        teacher_targets(t, data, spec, **_teacher_load(args))
-        for t in fold_teachers(args.teacher, data, folds)
-    ]
+    return teacher_targets(fold_teachers(args.teacher, data, folds), data, spec,
+                           **_teacher_load(args))  # fmt: skip
 
 
 def _fold_inits(args, data, config) -> list | None:
@@ -312,7 +310,7 @@ def _train_one(args, data, spec, config, mode: str) -> int:
 
         source = Teacher.load(args.teacher, "--teacher")
         warn_if_seen(source, data, val, "--teacher")
-        teacher = teacher_targets(source, data, spec, **_teacher_load(args))
+        teacher = teacher_targets([source], data, spec, **_teacher_load(args))[0]
     if args.init:
         init = Trained.load(args.init, "--init")
         warn_if_seen(init, data, val, "--init")

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import save_npy, writing
-from ..data.recordings import Recording
 from ..data.subclips import SubclipData, gather
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
@@ -32,31 +31,37 @@ class Teacher(Trained):
     """A trained network whose outputs a student learns from."""
 
     def window_logprobs(
-        self, recordings: Sequence[Recording], *, cache: str | os.PathLike,
-        device: str = "cpu", workers: int = 1, progress: bool = True,
+        self, data: SubclipData, entries: dict[Path, Path], *, cache: str | os.PathLike,
+        device: str = "cpu", progress: bool = True,
     ) -> dict[Path, np.ndarray]:  # fmt: skip
-        """Each of ``recordings``: the log-probabilities of the teacher's windows,
-        ``(windows, labels)`` float32, from the cache where it has them."""
-        from .loop import predict, resolve_device
-
-        data, report = gather(
-            recordings, self.spec, self.labels, cache=cache, workers=workers, progress=progress
-        )
+        """Each recording of ``data`` (gathered with the teacher's spec; ``entries``: its
+        feature files): the log-probabilities of the teacher's windows, ``(windows,
+        labels)`` float32, from the cache where it has them. A probe's frozen network runs
+        once per window in a process whatever the number of teachers (``frozen``)."""
         folder = Path(cache) / "teachers" / self.digest
         # named as the feature cache names the file (its content's digest, hashed once)
-        targets = {rec.path: folder / report.entries[rec.path].name for rec in data.recordings}
+        targets = {rec.path: folder / entries[rec.path].name for rec in data.recordings}
         todo = [r for r, rec in enumerate(data.recordings) if not _valid(targets[rec.path], self)]
         if todo:
             rows = np.flatnonzero(np.isin(data.index[:, 0], todo))
-            where = resolve_device(device)
-            probs, _ = predict(model_from_checkpoint(self.state).to(where), data, rows,
-                               self.spec, where)  # fmt: skip
-            logp = np.log(np.maximum(probs, 1e-12)).astype(np.float32)
+            logp = np.log(np.maximum(self._probabilities(data, rows, device, progress), 1e-12))
             with writing(folder, any_oserror=True):
                 folder.mkdir(parents=True, exist_ok=True)
             for r in todo:
-                save_npy(targets[data.recordings[r].path], logp[data.index[rows, 0] == r])
+                rec_rows = data.index[rows, 0] == r
+                save_npy(targets[data.recordings[r].path], logp[rec_rows].astype(np.float32))
         return {path: np.load(target) for path, target in targets.items()}
+
+    def _probabilities(self, data: SubclipData, rows: np.ndarray, device: str, progress: bool):
+        from .frozen import head_inputs, head_predict
+        from .loop import predict, resolve_device
+
+        where = resolve_device(device)
+        model = model_from_checkpoint(self.state).to(where)
+        if not self.state["config"].get("probe"):
+            return predict(model, data, rows, self.spec, where)[0]
+        x = head_inputs(model, data, rows, self.spec, where, progress=progress)
+        return head_predict(model, x, data.labels[rows], where)[0]
 
 
 def _valid(path: Path, teacher: Teacher) -> bool:
@@ -106,17 +111,29 @@ def overlap_targets(
 
 
 def teacher_targets(
-    teacher: Teacher, data: SubclipData, spec: FeatureSpec, **load
-) -> TeacherTargets:
-    """The student's sub-clip targets from one teacher (``overlap_targets``); ``load``:
-    ``Teacher.window_logprobs``'s options."""
-    if teacher.labels != tuple(data.label_names):
-        raise ParameterError(
-            f"teacher {teacher.path} has labels {list(teacher.labels)}, the data "
-            f"{list(data.label_names)}: a teacher must know the same labels in the same order"
-        )
-    outputs = teacher.window_logprobs(data.recordings, **load)
-    return TeacherTargets(teacher.name, overlap_targets(data, spec, outputs, teacher.spec))
+    teachers: Sequence[Teacher], data: SubclipData, spec: FeatureSpec, *,
+    cache: str | os.PathLike, device: str = "cpu", workers: int = 1, progress: bool = True,
+) -> list[TeacherTargets]:  # fmt: skip
+    """Each teacher's targets for the student's sub-clips (``overlap_targets``), from the
+    features of ``data``'s recordings gathered once with the teachers' spec (teachers of
+    one cross-validation share it)."""
+    for teacher in teachers:
+        if teacher.labels != tuple(data.label_names):
+            raise ParameterError(
+                f"teacher {teacher.path} has labels {list(teacher.labels)}, the data "
+                f"{list(data.label_names)}: a teacher must know the same labels in the same order"
+            )
+        if teacher.spec.feature_key() != teachers[0].spec.feature_key():
+            raise ParameterError(f"teachers {teachers[0].path} and {teacher.path}: other features")
+    if not teachers:
+        return []
+    tdata, report = gather(data.recordings, teachers[0].spec, teachers[0].labels, cache=cache,
+                           workers=workers, progress=progress)  # fmt: skip
+    return [
+        TeacherTargets(t.name, overlap_targets(data, spec, t.window_logprobs(
+            tdata, report.entries, cache=cache, device=device, progress=progress), t.spec))
+        for t in teachers
+    ]  # fmt: skip
 
 
 def fold_teachers(
