@@ -156,6 +156,7 @@ def _train_config(args: argparse.Namespace):
         aggregate=args.aggregate,
         distill_temperature=args.distill_temperature,
         distill_alpha=args.distill_alpha,
+        axes=bool(args.auxiliary),
     )
 
 
@@ -174,6 +175,10 @@ def _check_train_request(args: argparse.Namespace) -> None:
         )
     if args.unlabelled and not args.teacher:
         raise ParameterError("--unlabelled audio is learnt from a teacher: add --teacher")
+    if args.auxiliary and not args.probe:
+        raise ParameterError(
+            "--auxiliary recordings teach the probe valence and arousal: add --probe"
+        )
     for option, given in (("--teacher", args.teacher), ("--init", args.init)):
         if given and (args.compare or args.model == "all" or args.split != "grouped"):
             raise ParameterError(
@@ -191,8 +196,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_train_request(args)
     spec, config = _feature_spec(args), _train_config(args)
     data = _load_data(args, spec)
-    if args.unlabelled:
-        data = _with_unlabelled(args, data, spec)
+    if args.unlabelled or args.auxiliary:
+        data = _with_extra(args, data, spec)
     modes = ("grouped", "random") if args.split == "both" else (args.split,)
     if args.folds:
         return _train_folds(args, data, spec, config, modes)
@@ -201,22 +206,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return _train_one(args, data, spec, config, modes[0])
 
 
-def _with_unlabelled(args, data, spec):
-    """``data`` followed by the sub-clips of the ``--unlabelled`` audio."""
-    from .data import gather, unlabelled_recordings
+def _with_extra(args, data, spec):
+    """``data`` followed by the sub-clips of the ``--unlabelled`` audio (labels ignored) or
+    of the ``--auxiliary`` recordings (4Q's other quadrants, labels kept)."""
+    from .data import gather, load_recordings, unlabelled_recordings
+    from .data.fourq import QUADRANT_AXES
 
-    recordings = [
-        r for source in args.unlabelled
-        for r in unlabelled_recordings(source, allow_outside_root=args.allow_outside_root)
-    ]  # fmt: skip
+    sources, read = args.unlabelled, unlabelled_recordings
+    if args.auxiliary:
+        sources, read = args.auxiliary, load_recordings
+    recordings = [r for source in sources
+                  for r in read(source, allow_outside_root=args.allow_outside_root)]  # fmt: skip
+    others = [q for q in QUADRANT_AXES if q not in data.label_names] if args.auxiliary else []
     extra, report = gather(
         recordings, spec, data.label_names, cache=args.cache, workers=args.workers,
-        progress=not args.quiet, strict=args.strict, source=" ".join(args.unlabelled),
+        progress=not args.quiet, strict=args.strict, source=" ".join(sources), auxiliary=others,
     )  # fmt: skip
     for path, why in report.failed:
         print(f"skipped: {path}: {why}", file=sys.stderr)
     if not args.quiet:
-        print(f"unlabelled: {len(extra.recordings)} recordings, {len(extra)} sub-clips")
+        what = "auxiliary" if args.auxiliary else "unlabelled"
+        print(f"{what}: {len(extra.recordings)} recordings, {len(extra)} sub-clips")
     return data.extended(extra)
 
 
@@ -867,6 +877,16 @@ def _add_train(sub) -> None:
         metavar="SOURCE",
         help="with --teacher: audio without labels to learn from as well (folders of audio "
         "files, or manifests whose labels are ignored); it never validates",
+    )
+    p.add_argument(
+        "--auxiliary",
+        nargs="+",
+        default=[],
+        metavar="SOURCE",
+        help="with --probe: recordings of 4Q's other quadrants (tense, calm; a manifest or "
+        "label folders, e.g. from musemo datasets 4q --quadrants Q2,Q4): the probe learns "
+        "valence and arousal apart from all four, happy vs sad scored as their sum; they "
+        "never validate",
     )
     _spec_options(p)
 

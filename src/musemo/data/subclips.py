@@ -142,12 +142,14 @@ def gather(
     progress: bool = True,
     strict: bool = False,
     source: str | os.PathLike = "the recordings",
+    auxiliary: Sequence[str] = (),
 ) -> tuple[SubclipData, CacheReport]:
     """Fill the feature cache for ``recordings`` and gather their sub-clips
-    (``load_dataset``'s second half); an ``UNLABELLED`` recording's rows get
-    ``UNLABELLED_ROW``, a label outside ``label_names`` is refused, naming ``source``."""
+    (``load_dataset``'s second half); the rows of an ``UNLABELLED`` recording, or of one
+    with an ``auxiliary`` label (which its ``Recording`` keeps), get ``UNLABELLED_ROW``;
+    a label outside both is refused, naming ``source``."""
     names = tuple(label_names)
-    unknown = sorted({r.label for r in recordings} - set(names) - {UNLABELLED})
+    unknown = sorted({r.label for r in recordings} - set(names) - {UNLABELLED, *auxiliary})
     if unknown:
         raise ParameterError(f"labels {unknown} in {source} are not among {list(names)}")
     store = FeatureCache(cache, spec)
@@ -163,6 +165,7 @@ def gather(
     index = np.array(
         [(r, s) for r, f in enumerate(features) for s in range(len(f))], dtype=np.int64
     )
-    lookup = {UNLABELLED: UNLABELLED_ROW, **{name: i for i, name in enumerate(names)}}
+    lookup = {label: UNLABELLED_ROW for label in (UNLABELLED, *auxiliary)}
+    lookup.update({name: i for i, name in enumerate(names)})
     labels = np.array([lookup[kept[r].label] for r in index[:, 0]], dtype=np.int64)
     return SubclipData(kept, features, index, labels, names), report

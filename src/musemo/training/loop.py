@@ -29,6 +29,7 @@ import numpy as np
 from .._atomic import atomic_path, remove_leftovers, write_text, writing
 from .._checks import check_int
 from .._progress import progress_bar
+from ..data.fourq import QUADRANT_AXES
 from ..data.splits import describe_split
 from ..data.subclips import UNLABELLED_ROW, SubclipData
 from ..errors import ParameterError
@@ -74,6 +75,7 @@ class TrainConfig:
     distill_temperature: float = 2.0
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels' is the rest
     init: str | None = None  # the checkpoint the weights start from (checkpoints.Trained.name)
+    axes: bool = False  # the probe learns valence and arousal apart, from all four quadrants
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)
@@ -85,6 +87,8 @@ class TrainConfig:
                     f"weights='pretrained' (not {self.model!r}, {self.weights!r})"
                 )
             object.__setattr__(self, "epochs", 1)
+        elif self.axes:
+            raise ParameterError("axes: the probe learns valence and arousal apart: add probe")
         for name in ("epochs", "batch_size"):
             check_int(name, getattr(self, name), 1)
         if not self.mixup >= 0:
@@ -333,6 +337,7 @@ def fit(
         config = dataclasses.replace(config, init=init.name)
     _check_fit(train_rows, val_rows, spec, config)
     _check_teacher(teacher, data, config, train_rows, val_rows)
+    _check_axes(data, config, train_rows)
     spec = _input_spec(spec, data, train_rows, config, init)
     run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
     if init is not None:
@@ -344,8 +349,7 @@ def fit(
         run.resume(out / "last.pt")
     for epoch in range(len(run.history) + 1, config.epochs + 1):
         if config.probe:
-            loss_sum, correct, seen, seconds = run.fit_head(train_rows, progress=progress)
-            labelled = seen
+            loss_sum, correct, labelled, seen, seconds = run.fit_head(train_rows, progress=progress)
         else:
             loss_sum, correct, labelled, seen, seconds = run.train_epoch(
                 train_rows, epoch, progress=progress
@@ -412,7 +416,7 @@ def _check_teacher(
     if (data.labels[val_rows] == UNLABELLED_ROW).any():
         raise ParameterError("validation sub-clips need labels: unlabelled audio only trains")
     if teacher is None:
-        if (data.labels[train_rows] == UNLABELLED_ROW).any():
+        if (data.labels[train_rows] == UNLABELLED_ROW).any() and not config.axes:
             raise ParameterError("unlabelled sub-clips learn from a teacher: give one (--teacher)")
         if config.teacher is not None:
             raise ParameterError(f"config.teacher={config.teacher!r} but no teacher outputs")
@@ -427,6 +431,26 @@ def _check_teacher(
         )
     if not np.isfinite(teacher.logp).all():
         raise ParameterError(f"teacher {teacher.name}: its outputs hold NaN or infinity")
+
+
+def _check_axes(data: SubclipData, config: TrainConfig, train_rows: np.ndarray) -> None:
+    """``config.axes`` needs two labels on opposite sides of both of Russell's axes (happy
+    and sad, or tense and calm) and training recordings of 4Q's quadrants only."""
+    if not config.axes:
+        return
+    names = data.label_names
+    found = [QUADRANT_AXES.get(name) for name in names]
+    if len(names) != 2 or None in found or any(a == b for a, b in zip(*found)):
+        raise ParameterError(
+            f"labels {list(names)}: learning valence and arousal apart needs two quadrants "
+            "on opposite sides of both (happy and sad, or tense and calm)"
+        )
+    used = {data.recordings[i].label for i in np.unique(data.index[train_rows, 0])}
+    if used - set(QUADRANT_AXES):
+        raise ParameterError(
+            f"labels {sorted(used - set(QUADRANT_AXES))} among the training recordings: "
+            f"the valence and arousal probe knows 4Q's quadrants ({', '.join(QUADRANT_AXES)})"
+        )
 
 
 def _epoch_line(config: TrainConfig, e: dict) -> str:
@@ -588,40 +612,51 @@ class _Run:
     def fit_head(self, rows: np.ndarray, *, progress: bool):
         """The head in closed form (``config.probe``): a logistic regression on what it
         reads, averaged per recording, C by grouped inner cross-validation
-        (``probe.fit_probe``); its scaler goes into ``head_norm`` where the model has one
-        (the pooled head), else is folded into the head. Returns the training loss sum,
-        the correct count, the sub-clips and the seconds, as ``train_epoch`` does."""
+        (``probe.fit_probe``; with ``config.axes``, valence and arousal apart,
+        ``probe.axes_probe_as_linear``); its scaler goes into ``head_norm`` where the model
+        has one (the pooled head), else is folded into the head. Returns the training loss
+        sum, the correct count, the labelled and all sub-clips and the seconds, as
+        ``train_epoch`` does."""
         import torch
 
         from .frozen import head_inputs
-        from .probe import fit_probe, probe_as_linear
 
         if self.world.size > 1:
             raise ParameterError("probe runs in one process: leave torchrun out")
         t0 = time.perf_counter()
         x = head_inputs(self.model, self.data, rows, self.spec, self.device, progress=progress)
         x = x.astype(np.float64)
-        ids, means, inverse = recording_means(x, self.data.index[rows, 0])
-        y = np.zeros(len(ids), dtype=np.int64)
-        y[inverse] = self.data.labels[rows]
-        groups = np.array([self.data.recordings[i].group for i in ids])
-        clf, _ = fit_probe(means, y, groups, seed=self.config.seed)
         norm = self.model.head_norm
         standardises = hasattr(norm, "scale")
-        weight, bias, mean, scale = probe_as_linear(
-            clf, len(self.data.label_names), fold=not standardises
-        )
+        weight, bias, mean, scale = self._probe_layer(x, rows, fold=not standardises)
         with torch.no_grad():
             for param, value in ((self.model.head.weight, weight), (self.model.head.bias, bias)):
                 param.copy_(torch.from_numpy(value))
             if standardises:
                 norm.mean.copy_(torch.from_numpy(mean))
                 norm.scale.copy_(torch.from_numpy(scale))
-        logits = torch.from_numpy((x - mean) / scale @ weight.T + bias)
-        truth = torch.from_numpy(self.data.labels[rows])
+        labelled = self.data.labels[rows] != UNLABELLED_ROW
+        logits = torch.from_numpy((x[labelled] - mean) / scale @ weight.T + bias)
+        truth = torch.from_numpy(self.data.labels[rows][labelled])
         loss = torch.nn.functional.cross_entropy(logits, truth, reduction="sum").item()
         correct = int((logits.argmax(dim=1) == truth).sum())
-        return loss, correct, len(rows), time.perf_counter() - t0
+        return loss, correct, int(labelled.sum()), len(rows), time.perf_counter() - t0
+
+    def _probe_layer(self, x: np.ndarray, rows: np.ndarray, *, fold: bool) -> tuple:
+        """The probe fitted on the recording means of ``x`` as (weight, bias, mean, scale)."""
+        from .probe import axes_probe_as_linear, fit_probe, probe_as_linear
+
+        ids, means, _ = recording_means(x, self.data.index[rows, 0])
+        recordings = [self.data.recordings[i] for i in ids]
+        groups = np.array([r.group for r in recordings])
+        seed, names = self.config.seed, self.data.label_names
+        if self.config.axes:
+            axes = np.array([QUADRANT_AXES[r.label] for r in recordings])
+            label_axes = np.array([QUADRANT_AXES[name] for name in names])
+            return axes_probe_as_linear(means, axes, groups, label_axes, fold=fold, seed=seed)[:4]
+        y = np.array([names.index(r.label) for r in recordings], dtype=np.int64)
+        clf, _ = fit_probe(means, y, groups, seed=seed)
+        return probe_as_linear(clf, len(names), fold=fold)
 
     def step(self, x: np.ndarray, y: np.ndarray, generator, soft=None) -> tuple[float, int]:
         """One optimiser step on a batch (augmented, mixed up if asked; with ``soft``, the

@@ -150,11 +150,37 @@ def probe_as_linear(clf, n_classes: int, *, fold: bool) -> tuple[np.ndarray, ...
     constant = scaler.scale_ < CONSTANT_STD
     weight = np.where(constant, 0.0, weight)
     mean, scale = np.where(constant, 0.0, scaler.mean_), np.where(constant, 1.0, scaler.scale_)
-    if fold:
-        weight = weight / scale
-        bias = bias - weight @ mean
-        mean, scale = np.zeros_like(mean), np.ones_like(scale)
-    return weight, bias, mean, scale
+    return _folded(weight, bias, mean, scale) if fold else (weight, bias, mean, scale)
+
+
+def _folded(weight, bias, mean, scale) -> tuple[np.ndarray, ...]:
+    """The same layer on unstandardised input: the scaler folded into the weights."""
+    weight = weight / scale
+    return weight, bias - weight @ mean, np.zeros_like(mean), np.ones_like(scale)
+
+
+def axes_probe_as_linear(
+    x: np.ndarray, axes: np.ndarray, groups: np.ndarray, label_axes: np.ndarray, *,
+    fold: bool, seed: int = 0,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """Russell's two axes learnt apart (``axes_probe_scores``: a probe for positive
+    valence and one for high arousal on recordings ``x`` of any quadrant, ``axes`` ``(n,
+    2)`` booleans) as one linear layer over labels whose axes are ``label_axes`` ``(labels,
+    2)``: label ``k``'s logit is half the sum of the two axes' logits, each taken with the
+    sign of the label's side of it, so happy against sad is valence + arousal. Returns
+    weight, bias, mean, scale as ``probe_as_linear`` does, and both C."""
+    parts, cs = [], []
+    for axis in range(2):
+        clf, c = fit_probe(x, axes[:, axis], groups, seed=seed)
+        parts.append(probe_as_linear(clf, 2, fold=False))
+        cs.append(c)
+    (wv, bv, mean, scale), (wa, ba, _, _) = parts  # one scaler: both fitted on x
+    sign = np.where(np.asarray(label_axes, dtype=bool), 1.0, -1.0)  # (labels, 2)
+    # probe_as_linear's rows are (False, True) at -/+ half the axis' logit
+    weight = sign[:, :1] * wv[1] + sign[:, 1:] * wa[1]
+    bias = sign[:, 0] * bv[1] + sign[:, 1] * ba[1]
+    layer = (weight, bias, mean, scale)
+    return (*(_folded(*layer) if fold else layer), tuple(cs))
 
 
 def probe_inputs(table: dict[str, np.ndarray], features: str) -> np.ndarray:
