@@ -14,7 +14,7 @@ from fixtures_audio import tiny_spec
 from musemo import ParameterError
 from musemo.data import Recording, SubclipData
 from musemo.training import TrainConfig, fit
-from musemo.training.augment import shifted, spec_augment
+from musemo.training.augment import read_at, shift_starts, spec_augment
 
 N_MELS, FRAMES = 3, 10
 
@@ -34,17 +34,23 @@ def frame_numbered_data() -> SubclipData:
     return SubclipData(recordings, features, index, np.zeros(len(index), np.int64), ("x", "y"))
 
 
+def _shifted(data, rows, *, seed: int) -> np.ndarray:
+    return read_at(data, rows, shift_starts(data, rows, np.random.default_rng(seed)))
+
+
 def test_windows_are_contiguous_and_stay_in_their_recording(frame_numbered_data):
     data = frame_numbered_data
     rng = np.random.default_rng(0)
     rows = np.repeat(np.arange(len(data)), 200)
-    out = shifted(data, rows, rng)
+    starts = shift_starts(data, rows, rng)
+    out = read_at(data, rows, starts)
     assert out.shape == (len(rows), N_MELS, FRAMES) and out.dtype == np.float32
     offsets = set()
-    for x, i in zip(out, rows):
+    for x, i, said in zip(out, rows, starts):
         rec, sub = data.index[i]
         n_frames = len(data.features[rec]) * FRAMES
         start = x[0, 0] - 1000 * rec
+        assert start == said  # read where the start says
         np.testing.assert_array_equal(x, x[:1] + 0 * x)  # every band the same frames
         np.testing.assert_array_equal(x[0], x[0, 0] + np.arange(FRAMES))  # contiguous
         assert 0 <= start <= n_frames - FRAMES  # inside the recording
@@ -56,16 +62,14 @@ def test_windows_are_contiguous_and_stay_in_their_recording(frame_numbered_data)
 def test_a_single_subclip_recording_is_read_as_cut(frame_numbered_data):
     data = frame_numbered_data
     rows = np.array([4] * 20)  # recording 1 has one sub-clip
-    np.testing.assert_array_equal(
-        shifted(data, rows, np.random.default_rng(1)), data.stack(rows).astype(np.float32)
-    )
+    np.testing.assert_array_equal(_shifted(data, rows, seed=1), data.stack(rows).astype(np.float32))
 
 
 def test_offsets_repeat_with_the_seed(frame_numbered_data):
     rows = np.arange(len(frame_numbered_data))
-    a = shifted(frame_numbered_data, rows, np.random.default_rng(5))
-    b = shifted(frame_numbered_data, rows, np.random.default_rng(5))
-    c = shifted(frame_numbered_data, rows, np.random.default_rng(6))
+    a = _shifted(frame_numbered_data, rows, seed=5)
+    b = _shifted(frame_numbered_data, rows, seed=5)
+    c = _shifted(frame_numbered_data, rows, seed=6)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 

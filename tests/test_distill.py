@@ -20,28 +20,40 @@ from musemo.training.distill import (
     Teacher,
     TeacherTargets,
     distillation_loss,
-    overlap_targets,
     teacher_targets,
+    teacher_windows,
 )
 
 
-def test_each_subclip_learns_from_the_teacher_windows_it_overlaps(chord_dataset):
-    """1 s student sub-clips over 0.6 s teacher windows: weights are the overlaps."""
+def test_each_window_learns_from_the_teacher_windows_it_overlaps(chord_dataset):
+    """1 s student sub-clips over 0.6 s teacher windows: weights are the overlaps, at the
+    sub-clip's own place or wherever along its recording it was read."""
     _, _, data, _, _ = chord_dataset
     teacher_spec = tiny_spec(clip_seconds=0.6)
     windows = 8  # 4.8 s: more than the recordings' four 1 s sub-clips need
     ramp = np.stack([np.arange(windows), -np.arange(windows)], axis=1).astype(np.float32)
     outputs = {rec.path: ramp for rec in data.recordings}
-    targets = overlap_targets(data, tiny_spec(), outputs, teacher_spec)
+    along = teacher_windows(data, tiny_spec(), outputs, teacher_spec)
+    frames = along.clip[2]
     first = np.flatnonzero(data.index[:, 0] == 0)
+    targets = along.at(data.index[first, 0], data.index[first, 1] * frames)
     # [0, 1] s: 0.6 s of window 0, 0.4 s of window 1; [1, 2] s: 0.2 of 1, 0.6 of 2, 0.2 of 3
     expected = [0.4, 2.0, (0.4 * 3 + 0.6 * 4) / 1.0, (0.6 * 5 + 0.4 * 6) / 1.0]
-    np.testing.assert_allclose(targets[first, 0], expected[: len(first)], rtol=1e-6)
-    np.testing.assert_allclose(targets[first, 1], -targets[first, 0])
+    np.testing.assert_allclose(targets[:, 0], expected[: len(first)], rtol=1e-6)
+    np.testing.assert_allclose(targets[:, 1], -targets[:, 0])
+    # read from half a sub-clip on, [0.5, 1.5] s: 0.1 of 0, 0.6 of 1, 0.3 of 2
+    half = along.at(np.array([0]), np.array([frames // 2]))
+    start = (frames // 2) / frames
+    w = np.array([0.6 - start, 0.6, start + 1.0 - 1.2])
+    assert half[0, 0] == pytest.approx(float(w @ [0, 1, 2] / w.sum()), rel=1e-6)
+    # the teacher's windows end before the student's: the mean of all of them
+    short = {rec.path: ramp[:2] for rec in data.recordings}
+    tail = teacher_windows(data, tiny_spec(), short, teacher_spec).at(np.array([0]), [3 * frames])
+    assert tail[0, 0] == pytest.approx(0.5)
     missing = dict(outputs)
     del missing[data.recordings[3].path]
     with pytest.raises(ParameterError, match="the teacher has no windows for it"):
-        overlap_targets(data, tiny_spec(), missing, teacher_spec)
+        teacher_windows(data, tiny_spec(), missing, teacher_spec)
 
 
 def test_the_loss_is_zero_when_the_student_says_what_the_teacher_says():

@@ -7,21 +7,31 @@ import numpy as np
 from ..data.subclips import SubclipData
 
 
-def shifted(data: SubclipData, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The given sub-clips, each read from a random offset of up to half a sub-clip
-    either way along its recording (joining it to its neighbour), ``(n, n_mels, frames)``.
+def shift_starts(data: SubclipData, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random starts for the given sub-clips, up to half a sub-clip either way of their own,
+    as frames on their recording's frame line (sub-clip ``k`` starts at ``k * frames``),
+    kept within the recording (``read_at`` reads them).
 
     Needs contiguous sub-clips (``clip_hop_seconds == clip_seconds``): the windows
     then cut the recording at other places every epoch, which small data sets need.
     """
     frames = data.features[0].shape[-1]
-    out = np.empty((len(rows),) + data.features[0].shape[1:], np.float32)
+    starts = np.empty(len(rows), np.int64)
     for k, i in enumerate(rows):
         rec, sub = data.index[int(i)]
-        clips = data.features[rec]
-        last = (len(clips) - 1) * frames  # latest start on the recording's frame line
-        start = int(np.clip(sub * frames + rng.integers(-frames // 2, frames // 2 + 1), 0, last))
-        a, offset = divmod(start, frames)
+        last = (len(data.features[rec]) - 1) * frames  # latest start on the frame line
+        starts[k] = np.clip(sub * frames + rng.integers(-frames // 2, frames // 2 + 1), 0, last)
+    return starts
+
+
+def read_at(data: SubclipData, rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The given sub-clips' recordings read from frame ``starts`` (``shift_starts``),
+    joining a sub-clip to its neighbour, ``(n, n_mels, frames)`` float32."""
+    frames = data.features[0].shape[-1]
+    out = np.empty((len(rows),) + data.features[0].shape[1:], np.float32)
+    for k, (i, start) in enumerate(zip(rows, starts)):
+        clips = data.features[data.index[int(i), 0]]
+        a, offset = divmod(int(start), frames)
         out[k, :, : frames - offset] = clips[a][:, offset:]
         if offset:
             out[k, :, frames - offset :] = clips[a + 1][:, :offset]

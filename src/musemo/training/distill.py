@@ -3,9 +3,11 @@
 The teacher is a musemo checkpoint (a run's ``last.pt``, or the run folder). Its
 outputs, the log-probabilities of each of its own windows, are computed once per
 (teacher, audio file) and cached beside the features (``CACHE/teachers/<checkpoint
-digest>/<file digest>.npy``). A student sub-clip's target is the mean of the
+digest>/<file digest>.npy``). A student window's target is the mean of the
 log-probabilities of the teacher windows it overlaps, weighted by the overlap, so a
-teacher with other windows (musicnn's 3 s at 16 kHz) teaches students of any spec.
+teacher with other windows (musicnn's 3 s at 16 kHz) teaches students of any spec, and
+a sub-clip read from a random offset (``TrainConfig.shift``) learns what the teacher
+said of the audio it holds.
 Under cross-validation each fold's student learns from the teacher trained on the same
 fold (``CV_FOLDER/fold<i>/last.pt``): a teacher that saw the held-out recordings would
 hand their labels to the student.
@@ -73,48 +75,87 @@ def _valid(path: Path, teacher: Teacher) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class TeacherWindows:
+    """A teacher's outputs along each recording of a student's data: the log-probabilities
+    of its windows, ``(recordings, most windows, labels)`` float32 (``counts`` valid per
+    recording, the rest padding), where they lie (``window``: hop and length in seconds)
+    and how the student's sub-clips and their frames lie (``clip``: hop and length in
+    seconds, frames per sub-clip)."""
+
+    logp: np.ndarray
+    counts: np.ndarray
+    window: tuple[float, float]
+    clip: tuple[float, float, int]
+
+    def at(self, recordings: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The targets of student windows of ``recordings`` starting at frame ``starts`` of
+        their recording (``training.augment.shift_starts``): the mean of the
+        log-probabilities of the teacher windows each overlaps, weighted by the overlap,
+        ``(n, labels)`` float32; a window past the teacher's last one takes the mean of
+        all of the recording's."""
+        hop, size, frames = self.clip
+        sub, offset = np.divmod(np.asarray(starts), frames)
+        s0 = sub * hop + offset * (size / frames)
+        t0 = np.arange(self.logp.shape[1]) * self.window[0]
+        w = np.minimum(s0[:, None] + size, t0[None] + self.window[1])
+        w = np.maximum(w - np.maximum(s0[:, None], t0[None]), 0.0)
+        valid = np.arange(self.logp.shape[1])[None] < self.counts[recordings][:, None]
+        w = np.where(valid, w, 0.0)
+        w = np.where(w.sum(axis=1, keepdims=True) > 0, w, valid)
+        out = np.einsum("nw,nwl->nl", w, self.logp[recordings]) / w.sum(axis=1, keepdims=True)
+        return out.astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
 class TeacherTargets:
     """What a student learns from: the teacher's log-probabilities for each of its
-    sub-clips, ``(sub-clips, labels)`` float32, and which teacher gave them."""
+    sub-clips, ``(sub-clips, labels)`` float32, which teacher gave them and, where known,
+    its windows along each recording, from which a sub-clip read at another offset
+    (``TrainConfig.shift``) takes the targets of where it was read."""
 
     name: str
     logp: np.ndarray
+    windows: TeacherWindows | None = None
+
+    def at(self, rows: np.ndarray, starts: np.ndarray, data: SubclipData) -> np.ndarray:
+        """The targets of sub-clips ``rows`` of ``data`` read from frame ``starts``."""
+        if self.windows is None:
+            return self.logp[rows]
+        return self.windows.at(data.index[rows, 0], starts)
 
 
-def overlap_targets(
+def teacher_windows(
     data: SubclipData, spec: FeatureSpec, outputs: dict[Path, np.ndarray], teacher_spec: FeatureSpec
-) -> np.ndarray:
-    """Each of ``data``'s sub-clips: the overlap-weighted mean of the log-probabilities of
-    the teacher windows it overlaps, ``(len(data), labels)`` float32.
+) -> TeacherWindows:
+    """The teacher's window outputs of each of ``data``'s recordings (``outputs``: by path)
+    as ``TeacherWindows``.
 
     Raises
     ------
     ParameterError
         A recording the teacher has no windows for (too short for them, or unreadable).
     """
-    out = np.empty((len(data), len(data.label_names)), np.float32)
-    hop, size = spec.clip_hop_samples / spec.sample_rate, spec.clip_samples / spec.sample_rate
-    t_hop = teacher_spec.clip_hop_samples / teacher_spec.sample_rate
-    t_size = teacher_spec.clip_samples / teacher_spec.sample_rate
-    for r, rec in enumerate(data.recordings):
+    found = []
+    for rec in data.recordings:
         logp = outputs.get(rec.path)
         if logp is None or not len(logp):
             raise ParameterError(f"{rec.path}: the teacher has no windows for it")
-        rows = np.flatnonzero(data.index[:, 0] == r)
-        s0 = data.index[rows, 1] * hop
-        t0 = np.arange(len(logp)) * t_hop
-        w = np.minimum(s0[:, None] + size, t0[None] + t_size) - np.maximum(s0[:, None], t0[None])
-        w = np.maximum(w, 0.0)
-        w[w.sum(axis=1) == 0] = 1.0  # a padded tail past the teacher's last window
-        out[rows] = (w @ logp) / w.sum(axis=1, keepdims=True)
-    return out
+        found.append(logp)
+    counts = np.array([len(f) for f in found])
+    padded = np.zeros((len(found), counts.max(), found[0].shape[1]), np.float32)
+    for r, logp in enumerate(found):
+        padded[r, : len(logp)] = logp
+    seconds = [(s.clip_hop_samples / s.sample_rate, s.clip_samples / s.sample_rate)
+               for s in (teacher_spec, spec)]  # fmt: skip
+    frames = data.features[0].shape[-1]
+    return TeacherWindows(padded, counts, seconds[0], (*seconds[1], frames))
 
 
 def teacher_targets(
     teachers: Sequence[Teacher], data: SubclipData, spec: FeatureSpec, *,
     cache: str | os.PathLike, device: str = "cpu", workers: int = 1, progress: bool = True,
 ) -> list[TeacherTargets]:  # fmt: skip
-    """Each teacher's targets for the student's sub-clips (``overlap_targets``), from the
+    """Each teacher's targets for the student's sub-clips (``TeacherWindows.at``), from the
     features of ``data``'s recordings gathered once with the teachers' spec (teachers of
     one cross-validation share it)."""
     for teacher in teachers:
@@ -129,11 +170,14 @@ def teacher_targets(
         return []
     tdata, report = gather(data.recordings, teachers[0].spec, teachers[0].labels, cache=cache,
                            workers=workers, progress=progress)  # fmt: skip
-    return [
-        TeacherTargets(t.name, overlap_targets(data, spec, t.window_logprobs(
-            tdata, report.entries, cache=cache, device=device, progress=progress), t.spec))
-        for t in teachers
-    ]  # fmt: skip
+    found = []
+    for t in teachers:
+        outputs = t.window_logprobs(tdata, report.entries, cache=cache, device=device,
+                                    progress=progress)  # fmt: skip
+        windows = teacher_windows(data, spec, outputs, t.spec)
+        nominal = windows.at(data.index[:, 0], data.index[:, 1] * windows.clip[2])
+        found.append(TeacherTargets(t.name, nominal, windows))
+    return found
 
 
 def fold_teachers(

@@ -41,7 +41,7 @@ from ..metrics import (
     recording_means,
     recording_probabilities,
 )
-from .augment import shifted, spec_augment
+from .augment import read_at, shift_starts, spec_augment
 from .checkpoints import CHECKPOINT_FORMAT, Trained, load_checkpoint, save_checkpoint
 from .distill import TeacherTargets, distillation_loss, tempered
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
@@ -203,13 +203,19 @@ def batches(
     *,
     shift_rng: np.random.Generator | None = None,
 ):
-    """Normalised ``(batch, 1, n_mels, frames)`` float32 arrays with their labels;
-    with ``shift_rng``, each sub-clip is read from a random offset (see ``shifted``)."""
+    """Normalised ``(batch, 1, n_mels, frames)`` float32 arrays with their labels and the
+    frames they start at on their recordings; with ``shift_rng``, each sub-clip is read
+    from a random offset (``augment.shift_starts``)."""
+    frames = data.features[0].shape[-1] if len(data.features) else 0
     for start in range(0, len(rows), batch_size):
         part = rows[start : start + batch_size]
-        x = shifted(data, part, shift_rng) if shift_rng is not None else data.stack(part)
+        if shift_rng is None:
+            x, starts = data.stack(part), data.index[part, 1] * frames
+        else:
+            starts = shift_starts(data, part, shift_rng)
+            x = read_at(data, part, starts)
         x = (x - spec.input_mean) / spec.input_std
-        yield x[:, None].astype(np.float32), data.labels[part]
+        yield x[:, None].astype(np.float32), data.labels[part], starts
 
 
 def predict(
@@ -229,7 +235,7 @@ def predict(
     model.eval()
     probs, loss_sum = [], 0.0
     with torch.inference_mode():
-        for x, y in batches(data, rows, batch_size, spec):
+        for x, y, _ in batches(data, rows, batch_size, spec):
             xt = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(xt).float()
@@ -342,7 +348,7 @@ def fit(
     run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
     if init is not None:
         run.model.load_state_dict(init.state["model_state"])
-    run.teacher = None if teacher is None else torch.from_numpy(teacher.logp)
+    run.teacher = teacher
     if run.world.main:
         write_text(out / "split.json", json.dumps(run.split, indent=2))
     if resume and (out / "last.pt").is_file():
@@ -429,7 +435,13 @@ def _check_teacher(
             f"teacher outputs {teacher.logp.dtype}{list(teacher.logp.shape)}, "
             f"not float32{list(shape)}"
         )
-    if not np.isfinite(teacher.logp).all():
+    windows = teacher.windows
+    if windows is not None and windows.logp.shape[::2] != (len(data.recordings), shape[1]):
+        raise ParameterError(
+            f"teacher windows {list(windows.logp.shape)}: not one row per recording "
+            f"({len(data.recordings)}) and label"
+        )
+    if not np.isfinite(teacher.logp).all() or not np.isfinite(getattr(windows, "logp", 0)).all():
         raise ParameterError(f"teacher {teacher.name}: its outputs hold NaN or infinity")
 
 
@@ -492,7 +504,7 @@ class _Run:
     scheduler: Any
     scaler: Any
     history: list = dataclasses.field(default_factory=list)
-    teacher: Any = None  # log-probabilities of every sub-clip (a tensor) when distilling
+    teacher: Any = None  # TeacherTargets when distilling
     best: dict = dataclasses.field(default_factory=lambda: {"key": (-1.0, -math.inf), "epoch": 0})
 
     @classmethod
@@ -593,11 +605,12 @@ class _Run:
             show=progress and w.main,
             leave=False,
         )
-        for b, (x, y) in enumerate(bar):
+        for b, (x, y, starts) in enumerate(bar):
             soft = None
-            if self.teacher is not None:
+            if self.teacher is not None:  # what the teacher said of the audio read
                 rows_b = order[b * c.batch_size : (b + 1) * c.batch_size]
-                soft = tempered(self.teacher[torch.from_numpy(rows_b)], c.distill_temperature)
+                logp = torch.from_numpy(self.teacher.at(rows_b, starts, self.data))
+                soft = tempered(logp, c.distill_temperature)
             loss, hits = self.step(x, y, generator, soft)
             loss_sum += loss * len(y)
             correct += hits
