@@ -16,13 +16,16 @@ from musemo import ParameterError
 from musemo.cli import main
 from musemo.data import holdout_split, load_dataset
 from musemo.training import TrainConfig, fit, load_checkpoint
+from musemo.training.checkpoints import model_from_checkpoint
 from musemo.training.distill import (
     Teacher,
     TeacherTargets,
+    TeacherWindows,
     distillation_loss,
     teacher_targets,
     teacher_windows,
 )
+from musemo.training.models import build_model
 
 
 def test_each_window_learns_from_the_teacher_windows_it_overlaps(chord_dataset):
@@ -148,3 +151,68 @@ def test_cross_validation_distils_each_fold_from_its_own_teacher(tmp_path, chord
     one = teachers / "mobilenet_v2" / "fold0"
     assert main([*folds, "--out", str(tmp_path / "y"), "--teacher", str(one)]) == 2
     assert "give the model folder of a cross-validation (e.g." in capsys.readouterr().err
+
+
+def test_a_student_learns_its_teachers_features_as_outputs_dropped_after_training(tmp_path):
+    """Teacher features that follow the label: a student with --distill-features says them
+    (extra outputs), and loads as a network of its labels' outputs alone."""
+    folder = write_register_dataset(tmp_path / "tones")
+    data, _ = load_dataset(folder, tiny_spec(), cache=tmp_path / "cache", progress=False)
+    train, val = holdout_split(data, val_fraction=0.25, seed=0)
+    sign = np.where(data.labels == 0, 1.0, -1.0).astype(np.float32)
+    logp = np.log(np.where(np.eye(2)[data.labels] > 0, 0.9, 0.1)).astype(np.float32)
+    per_recording = np.zeros((len(data.recordings), 1, 3), np.float32)
+    per_recording[data.index[:, 0], 0] = sign[:, None] * np.array([1.0, 2.0, -1.0])
+    seconds = tiny_spec().clip_seconds
+    windows = TeacherWindows(
+        per_recording, np.ones(len(data.recordings), np.int64), (100.0, 100.0),
+        (seconds, seconds, data.features[0].shape[-1]),
+    )  # fmt: skip
+    teacher = TeacherTargets("says the label", logp, features=windows)
+    config = TrainConfig(epochs=6, batch_size=16, distill_features=1.0, shift=False)
+    fit(data, train, val, tiny_spec(), config, tmp_path / "s", progress=False, teacher=teacher)
+    state = load_checkpoint(tmp_path / "s" / "last.pt")
+    assert state["extra_outputs"] == 3 and state["model_state"]["classifier.1.bias"].shape == (5,)
+    wide = build_model("squeezenet1_0", n_classes=5)
+    wide.load_state_dict(state["model_state"])
+    x = torch.from_numpy(data.stack(val)[:, None])
+    x = (x - state["spec"]["input_mean"]) / state["spec"]["input_std"]
+    with torch.no_grad():
+        out = wide.eval()(x).numpy()
+        student = model_from_checkpoint(state)(x).numpy()
+    np.testing.assert_allclose(student, out[:, :2], rtol=1e-4, atol=1e-4)  # labels' outputs
+    said, truth = out[:, 2:], per_recording[data.index[val, 0], 0]
+    assert np.mean((said - truth) ** 2) < 0.25 * np.mean(truth**2)  # held-out windows too
+    plain = fit(data, train, val, tiny_spec(), TrainConfig(epochs=1, batch_size=16),
+                tmp_path / "p", progress=False, teacher=teacher)  # fmt: skip
+    assert load_checkpoint(tmp_path / "p" / "last.pt")["extra_outputs"] == 0
+    assert plain["config"]["distill_features"] == 0.0
+    no_features = TeacherTargets("t", logp)
+    with pytest.raises(ParameterError, match="the teacher outputs hold no features"):
+        fit(data, train, val, tiny_spec(), config, tmp_path / "n", progress=False,
+            teacher=no_features)  # fmt: skip
+
+
+def test_musemo_train_distils_a_musicnn_teachers_features(tmp_path, capsys):
+    folder = write_register_dataset(tmp_path / "tones", per_label=4, seconds=6.1)
+    common = ["train", "--data", str(folder), "--cache", str(tmp_path / "cache"), "--quiet"]
+    teacher = tmp_path / "teacher"
+    probe = ["--model", "musicnn", "--probe", "--head", "pooled", "--val-fraction", "0.25"]
+    assert main([*common, *probe, "--out", str(teacher)]) == 0
+    student = [*common, *TINY_SPEC_ARGS, "--epochs", "1", "--val-fraction", "0.25"]
+    distil = ["--teacher", str(teacher), "--distill-features", "1"]
+    assert main([*student, *distil, "--out", str(tmp_path / "s")]) == 0
+    state = load_checkpoint(tmp_path / "s" / "last.pt")
+    assert state["extra_outputs"] == 1706 and state["config"]["distill_features"] == 1.0
+    digest = Teacher.load(teacher).digest
+    assert len(list((tmp_path / "cache" / "teachers" / digest / "features").glob("*.npy"))) == 8
+    assert main([*student, "--teacher", str(tmp_path / "s"), "--distill-features", "1"]) == 2
+    assert "only musicnn teachers say what their head reads" in capsys.readouterr().err
+    assert main([*student, "--distill-features", "1"]) == 2
+    assert "--distill-features learns a teacher's features: add --teacher" in (
+        capsys.readouterr().err
+    )
+    # fine-tuned from the student: a network of its labels' outputs
+    init = ["--init", str(tmp_path / "s"), "--out", str(tmp_path / "ft")]
+    assert main([*student, *init]) == 0
+    assert load_checkpoint(tmp_path / "ft" / "last.pt")["extra_outputs"] == 0

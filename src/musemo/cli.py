@@ -156,6 +156,7 @@ def _train_config(args: argparse.Namespace):
         aggregate=args.aggregate,
         distill_temperature=args.distill_temperature,
         distill_alpha=args.distill_alpha,
+        distill_features=args.distill_features,
         axes=bool(args.auxiliary),
     )
 
@@ -175,6 +176,8 @@ def _check_train_request(args: argparse.Namespace) -> None:
         )
     if args.unlabelled and not args.teacher:
         raise ParameterError("--unlabelled audio is learnt from a teacher: add --teacher")
+    if args.distill_features and not args.teacher:
+        raise ParameterError("--distill-features learns a teacher's features: add --teacher")
     if args.auxiliary and not args.probe:
         raise ParameterError(
             "--auxiliary recordings teach the probe valence and arousal: add --probe"
@@ -240,7 +243,7 @@ def _teacher_load(args) -> dict:
     """``teacher_targets``' options from the command line."""
     return {
         "cache": args.cache, "device": args.device, "workers": args.workers,
-        "progress": not args.quiet,
+        "progress": not args.quiet, "features": args.distill_features > 0,
     }  # fmt: skip
 
 
@@ -869,6 +872,15 @@ def _add_train(sub) -> None:
         default=0.5,
         metavar="A",
         help="the teacher's share of the loss (1: its outputs alone; the labels' is the rest)",
+    )
+    p.add_argument(
+        "--distill-features",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="also learn what a musicnn teacher's head reads in each window (its standardised "
+        "embedding and pooled features, as extra outputs dropped after training), their "
+        "squared error weighted W (0: off)",
     )
     p.add_argument(
         "--unlabelled",

@@ -52,12 +52,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+# each network's last layer, whose outputs are the labels' (head "paper": its added layer)
+LAST_LAYER = {
+    "squeezenet1_0": "classifier.1",
+    "mobilenet_v2": "classifier.1",
+    "resnet18": "fc",
+    "vgg16": "classifier.6",
+    "musicnn": "head",
+}
+
+
+def narrowed_state(state: dict) -> dict:
+    """A loaded checkpoint's weights with outputs for its labels only: a student that
+    learnt its teacher's features too (``extra_outputs``) loses their rows of its last
+    layer, which nothing after training reads."""
+    if not state.get("extra_outputs"):
+        return state["model_state"]
+    layer = "1" if state["head"] == "paper" else LAST_LAYER[state["model"]]
+    n, rows = len(state["labels"]), (f"{layer}.weight", f"{layer}.bias")
+    return {k: v[:n] if k in rows else v for k, v in state["model_state"].items()}
+
+
 def model_from_checkpoint(state: dict):
     """The trained network of a loaded checkpoint, in eval mode on the CPU."""
     import torch
 
     model = build_model(state["model"], n_classes=len(state["labels"]), head=state["head"])
-    model.load_state_dict(state["model_state"])
+    model.load_state_dict(narrowed_state(state))
     return model.to(memory_format=torch.channels_last).eval()
 
 

@@ -32,52 +32,65 @@ from .checkpoints import Trained, fold_checkpoints, model_from_checkpoint
 class Teacher(Trained):
     """A trained network whose outputs a student learns from."""
 
-    def window_logprobs(
-        self, data: SubclipData, entries: dict[Path, Path], *, cache: str | os.PathLike,
-        device: str = "cpu", progress: bool = True,
+    def window_outputs(
+        self, kind: str, data: SubclipData, entries: dict[Path, Path], *,
+        cache: str | os.PathLike, device: str = "cpu", progress: bool = True,
     ) -> dict[Path, np.ndarray]:  # fmt: skip
         """Each recording of ``data`` (gathered with the teacher's spec; ``entries``: its
-        feature files): the log-probabilities of the teacher's windows, ``(windows,
-        labels)`` float32, from the cache where it has them. A probe's frozen network runs
-        once per window in a process whatever the number of teachers (``frozen``)."""
-        folder = Path(cache) / "teachers" / self.digest
+        feature files): what the teacher says of each of its windows, ``(windows, width)``
+        float32, from the cache where it has them. ``kind`` is ``"logp"``, the
+        log-probabilities of its labels, or ``"features"``, what its head reads,
+        standardised as the head standardises it (a musicnn teacher's). A probe's frozen
+        network runs once per window in a process whatever the number of teachers."""
+        folder = Path(cache) / "teachers" / self.digest / ("" if kind == "logp" else kind)
         # named as the feature cache names the file (its content's digest, hashed once)
         targets = {rec.path: folder / entries[rec.path].name for rec in data.recordings}
-        todo = [r for r, rec in enumerate(data.recordings) if not _valid(targets[rec.path], self)]
+        todo = [r for r, rec in enumerate(data.recordings) if not _valid(targets[rec.path])]
         if todo:
             rows = np.flatnonzero(np.isin(data.index[:, 0], todo))
-            logp = np.log(np.maximum(self._probabilities(data, rows, device, progress), 1e-12))
+            out = self._outputs(kind, data, rows, device, progress)
             with writing(folder, any_oserror=True):
                 folder.mkdir(parents=True, exist_ok=True)
             for r in todo:
                 rec_rows = data.index[rows, 0] == r
-                save_npy(targets[data.recordings[r].path], logp[rec_rows].astype(np.float32))
+                save_npy(targets[data.recordings[r].path], out[rec_rows].astype(np.float32))
         return {path: np.load(target) for path, target in targets.items()}
 
-    def _probabilities(self, data: SubclipData, rows: np.ndarray, device: str, progress: bool):
+    def _outputs(self, kind: str, data: SubclipData, rows: np.ndarray, device: str, progress):
+        import torch
+
         from .frozen import head_inputs, head_predict
         from .loop import predict, resolve_device
 
         where = resolve_device(device)
         model = model_from_checkpoint(self.state).to(where)
-        if not self.state["config"].get("probe"):
-            return predict(model, data, rows, self.spec, where)[0]
+        if kind == "logp" and not self.state["config"].get("probe"):
+            probs = predict(model, data, rows, self.spec, where)[0]
+            return np.log(np.maximum(probs, 1e-12))
+        if not hasattr(model, "head_input"):
+            raise ParameterError(
+                f"teacher {self.path} is a {self.state['model']}: only musicnn teachers "
+                "say what their head reads (--distill-features)"
+            )
         x = head_inputs(model, data, rows, self.spec, where, progress=progress)
-        return head_predict(model, x, data.labels[rows], where)[0]
+        if kind == "logp":
+            return np.log(np.maximum(head_predict(model, x, data.labels[rows], where)[0], 1e-12))
+        with torch.inference_mode():
+            return model.head_norm(torch.from_numpy(x).to(where)).float().cpu().numpy()
 
 
-def _valid(path: Path, teacher: Teacher) -> bool:
+def _valid(path: Path) -> bool:
     try:
         a = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return False
-    return a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == len(teacher.labels)
+    return a.dtype == np.float32 and a.ndim == 2 and np.isfinite(a).all()
 
 
 @dataclasses.dataclass(frozen=True)
 class TeacherWindows:
-    """A teacher's outputs along each recording of a student's data: the log-probabilities
-    of its windows, ``(recordings, most windows, labels)`` float32 (``counts`` valid per
+    """A teacher's outputs along each recording of a student's data: its log-probabilities
+    or features of each window, ``(recordings, most windows, width)`` float32 (``counts`` valid per
     recording, the rest padding), where they lie (``window``: hop and length in seconds)
     and how the student's sub-clips and their frames lie (``clip``: hop and length in
     seconds, frames per sub-clip)."""
@@ -111,17 +124,24 @@ class TeacherTargets:
     """What a student learns from: the teacher's log-probabilities for each of its
     sub-clips, ``(sub-clips, labels)`` float32, which teacher gave them and, where known,
     its windows along each recording, from which a sub-clip read at another offset
-    (``TrainConfig.shift``) takes the targets of where it was read."""
+    (``TrainConfig.shift``) takes the targets of where it was read; and, to distil them
+    too, what its head reads in each window (``features``, standardised)."""
 
     name: str
     logp: np.ndarray
     windows: TeacherWindows | None = None
+    features: TeacherWindows | None = None  # what its head reads (--distill-features)
 
     def at(self, rows: np.ndarray, starts: np.ndarray, data: SubclipData) -> np.ndarray:
         """The targets of sub-clips ``rows`` of ``data`` read from frame ``starts``."""
         if self.windows is None:
             return self.logp[rows]
         return self.windows.at(data.index[rows, 0], starts)
+
+    @property
+    def width(self) -> int:
+        """How many features a student learns to say beside its labels (0: none)."""
+        return 0 if self.features is None else self.features.logp.shape[2]
 
 
 def teacher_windows(
@@ -154,10 +174,12 @@ def teacher_windows(
 def teacher_targets(
     teachers: Sequence[Teacher], data: SubclipData, spec: FeatureSpec, *,
     cache: str | os.PathLike, device: str = "cpu", workers: int = 1, progress: bool = True,
+    features: bool = False,
 ) -> list[TeacherTargets]:  # fmt: skip
-    """Each teacher's targets for the student's sub-clips (``TeacherWindows.at``), from the
-    features of ``data``'s recordings gathered once with the teachers' spec (teachers of
-    one cross-validation share it)."""
+    """Each teacher's targets for the student's sub-clips (``TeacherWindows.at``), and with
+    ``features`` what its head reads in each window, from the features of ``data``'s
+    recordings gathered once with the teachers' spec (teachers of one cross-validation
+    share it)."""
     for teacher in teachers:
         if teacher.labels != tuple(data.label_names):
             raise ParameterError(
@@ -172,11 +194,12 @@ def teacher_targets(
                            workers=workers, progress=progress)  # fmt: skip
     found = []
     for t in teachers:
-        outputs = t.window_logprobs(tdata, report.entries, cache=cache, device=device,
-                                    progress=progress)  # fmt: skip
-        windows = teacher_windows(data, spec, outputs, t.spec)
-        nominal = windows.at(data.index[:, 0], data.index[:, 1] * windows.clip[2])
-        found.append(TeacherTargets(t.name, nominal, windows))
+        along = {kind: teacher_windows(data, spec, t.window_outputs(
+            kind, tdata, report.entries, cache=cache, device=device, progress=progress), t.spec)
+            for kind in ("logp", "features")[: 1 + features]}  # fmt: skip
+        logp = along["logp"]
+        nominal = logp.at(data.index[:, 0], data.index[:, 1] * logp.clip[2])
+        found.append(TeacherTargets(t.name, nominal, logp, along.get("features")))
     return found
 
 

@@ -42,7 +42,13 @@ from ..metrics import (
     recording_probabilities,
 )
 from .augment import read_at, shift_starts, spec_augment
-from .checkpoints import CHECKPOINT_FORMAT, Trained, load_checkpoint, save_checkpoint
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    Trained,
+    load_checkpoint,
+    narrowed_state,
+    save_checkpoint,
+)
 from .distill import TeacherTargets, distillation_loss, tempered
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
 from .models import RAW_INPUT, build_model, head_of
@@ -75,6 +81,7 @@ class TrainConfig:
     distill_temperature: float = 2.0
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels' is the rest
     init: str | None = None  # the checkpoint the weights start from (checkpoints.Trained.name)
+    distill_features: float = 0.0  # weight of the teacher's features' squared error (0: off)
     axes: bool = False  # the probe learns valence and arousal apart, from all four quadrants
 
     def __post_init__(self) -> None:
@@ -109,6 +116,10 @@ class TrainConfig:
         if not self.distill_temperature > 0:
             raise ParameterError(
                 f"distill_temperature={self.distill_temperature!r}: must be positive"
+            )
+        if not self.distill_features >= 0:
+            raise ParameterError(
+                f"distill_features={self.distill_features!r}: a weight >= 0 (0: off)"
             )
         if not 0 <= self.distill_alpha <= 1:
             raise ParameterError(
@@ -238,7 +249,7 @@ def predict(
         for x, y, _ in batches(data, rows, batch_size, spec):
             xt = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(xt).float()
+                logits = model(xt).float()[:, : len(data.label_names)]  # not a student's features
             loss_sum += torch.nn.functional.cross_entropy(
                 logits, torch.from_numpy(y).to(device), reduction="sum",
                 ignore_index=UNLABELLED_ROW,
@@ -345,9 +356,13 @@ def fit(
     _check_teacher(teacher, data, config, train_rows, val_rows)
     _check_axes(data, config, train_rows)
     spec = _input_spec(spec, data, train_rows, config, init)
-    run = _Run.start(data, spec, config, describe_split(data, train_rows, val_rows, split_mode))
+    extra = teacher.width if teacher is not None and config.distill_features else 0
+    if init is not None and extra:
+        raise ParameterError("--init fine-tunes a trained model: leave out --distill-features")
+    split = describe_split(data, train_rows, val_rows, split_mode)
+    run = _Run.start(data, spec, config, split, extra)
     if init is not None:
-        run.model.load_state_dict(init.state["model_state"])
+        run.model.load_state_dict(narrowed_state(init.state))
     run.teacher = teacher
     if run.world.main:
         write_text(out / "split.json", json.dumps(run.split, indent=2))
@@ -429,6 +444,11 @@ def _check_teacher(
         return
     if config.probe:
         raise ParameterError("probe fits its head in closed form, on labels: no teacher")
+    if config.distill_features and not teacher.width:
+        raise ParameterError(
+            f"distill_features={config.distill_features}: the teacher outputs hold no "
+            "features (teacher_targets(..., features=True), a musicnn teacher)"
+        )
     shape = (len(data), len(data.label_names))
     if teacher.logp.shape != shape or teacher.logp.dtype != np.float32:
         raise ParameterError(
@@ -503,12 +523,17 @@ class _Run:
     optimiser: Any
     scheduler: Any
     scaler: Any
+    extra_outputs: int  # outputs after the labels': a student's for its teacher's features
     history: list = dataclasses.field(default_factory=list)
     teacher: Any = None  # TeacherTargets when distilling
     best: dict = dataclasses.field(default_factory=lambda: {"key": (-1.0, -math.inf), "epoch": 0})
 
     @classmethod
-    def start(cls, data: SubclipData, spec: FeatureSpec, config: TrainConfig, split: dict):
+    def start(
+        cls, data: SubclipData, spec: FeatureSpec, config: TrainConfig, split: dict, extra: int
+    ):
+        """A run of a new network with an output per label and ``extra`` more (a student's
+        for its teacher's features)."""
         import torch
 
         w = world()
@@ -521,7 +546,7 @@ class _Run:
         torch.manual_seed(config.seed)
         model = build_model(
             config.model,
-            n_classes=len(data.label_names),
+            n_classes=len(data.label_names) + extra,
             weights=config.weights,
             head=config.head,
             labels=data.label_names,
@@ -542,7 +567,7 @@ class _Run:
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         return cls(
             data, spec, config, split, w, device, amp_dtype, model, net, optimiser, scheduler,
-            scaler,
+            scaler, extra,
         )  # fmt: skip
 
     def checkpoint(self, epoch: int) -> dict:
@@ -556,6 +581,7 @@ class _Run:
             "split": self.split,
             "epoch": epoch,
             "model_state": self.model.state_dict(),
+            "extra_outputs": self.extra_outputs,
             "optimiser": self.optimiser.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -606,12 +632,15 @@ class _Run:
             leave=False,
         )
         for b, (x, y, starts) in enumerate(bar):
-            soft = None
+            soft = said = None
             if self.teacher is not None:  # what the teacher said of the audio read
                 rows_b = order[b * c.batch_size : (b + 1) * c.batch_size]
                 logp = torch.from_numpy(self.teacher.at(rows_b, starts, self.data))
                 soft = tempered(logp, c.distill_temperature)
-            loss, hits = self.step(x, y, generator, soft)
+                if self.extra_outputs:
+                    recordings = self.data.index[rows_b, 0]
+                    said = torch.from_numpy(self.teacher.features.at(recordings, starts))
+            loss, hits = self.step(x, y, generator, soft, said)
             loss_sum += loss * len(y)
             correct += hits
             labelled += int((y != UNLABELLED_ROW).sum())
@@ -671,10 +700,10 @@ class _Run:
         clf, _ = fit_probe(means, y, groups, seed=seed)
         return probe_as_linear(clf, len(names), fold=fold)
 
-    def step(self, x: np.ndarray, y: np.ndarray, generator, soft=None) -> tuple[float, int]:
+    def step(self, x: np.ndarray, y: np.ndarray, generator, soft=None, said=None):
         """One optimiser step on a batch (augmented, mixed up if asked; with ``soft``, the
-        teacher's tempered probabilities, distilled); its loss and how many sub-clips the
-        network got right."""
+        teacher's tempered probabilities, distilled, and with ``said`` its features); its
+        loss and how many sub-clips the network got right."""
         import torch
 
         c, device = self.config, self.device
@@ -691,11 +720,13 @@ class _Run:
             partner = torch.randperm(len(y), generator=generator).to(device)
             xt = lam * xt + (1 - lam) * xt[partner]
             soft = None if soft is None else lam * soft + (1 - lam) * soft[partner.cpu()]
+            said = None if said is None else lam * said + (1 - lam) * said[partner.cpu()]
         try:
             with torch.autocast(
                 device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
             ):
-                logits = self.net(xt)
+                out = self.net(xt)
+                logits = out[:, : len(self.data.label_names)]
                 loss = _label_loss(logits, yt)
                 if partner is not None:
                     loss = lam * loss + (1 - lam) * _label_loss(logits, yt[partner])
@@ -703,6 +734,10 @@ class _Run:
                     a = c.distill_alpha
                     kd = distillation_loss(logits, soft.to(device), c.distill_temperature)
                     loss = a * kd + (1 - a) * loss
+                if said is not None:  # the features the teacher's head reads, standardised
+                    said_out = out[:, len(self.data.label_names) :].float()
+                    mse = torch.nn.functional.mse_loss(said_out, said.to(device))
+                    loss = loss + c.distill_features * mse
             self.optimiser.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimiser)
