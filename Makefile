@@ -70,7 +70,7 @@ lint: $(LINT_VENV)/bin/ruff
 	$(LINT_VENV)/bin/ruff format --check src tests benchmarks export
 
 # The model that ships (src/musemo/models/happy-sad.int8.onnx) and its report
-# (docs/default-model.md), rebuilt from the 4Q audio emotion set (~1 h on 2 cores):
+# (docs/default-model.md), rebuilt from the 4Q audio emotion set (~17 min on one core):
 #   make model DATA4Q=/path/to/4q    (the folder holding MER_audio_taffc_dataset/)
 model: $(STAMP)
 	@test -n "$(DATA4Q)" || { echo "make model needs DATA4Q=FOLDER: the 4Q audio emotion set" \
