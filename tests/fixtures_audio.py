@@ -56,3 +56,43 @@ def write_register_dataset(
             y += 0.01 * rng.standard_normal(len(t))
             sf.write(root / label / f"{label}{k}.wav", y.astype(np.float32), TINY_SR)
     return root
+
+
+def write_with_pyav(
+    path, y: np.ndarray, sr: int, codec: str, sample_format: str, bit_rate: int = 256_000
+) -> None:
+    """Encode float ``y`` ``(channels, n)`` in ``[-1, 1]`` with PyAV (FFmpeg), container by
+    ``path``'s suffix; integer ``sample_format``s are scaled to full range; ``bit_rate``
+    for lossy codecs."""
+    import av
+
+    layout = {1: "mono", 2: "stereo"}[len(y)]
+    planar = sample_format.endswith("p")
+    dtype = {"flt": np.float32, "s16": np.int16, "s32": np.int32}[sample_format.rstrip("p")]
+    scale = 1.0 if dtype is np.float32 else float(np.iinfo(dtype).max)
+    samples = (y * scale).astype(dtype)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=sr, layout=layout)
+        stream.bit_rate = bit_rate
+        frame = av.AudioFrame.from_ndarray(
+            samples if planar else np.ascontiguousarray(samples.T).reshape(1, -1),
+            format=sample_format,
+            layout=layout,
+        )
+        frame.sample_rate = sr
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
+
+def write_video_without_audio(path, frames: int = 10) -> None:
+    """A tiny MPEG-4 video with no audio stream."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(frames):
+            image = np.full((32, 32, 3), 20 * i, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

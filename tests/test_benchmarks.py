@@ -80,6 +80,19 @@ def test_infer_file_benchmark_times_a_whole_file_with_the_shipped_model(tmp_path
     assert "| end to end |" in proc.stdout and "goals (end to end <= 150 ms" in proc.stdout
 
 
+def test_decode_benchmark_reads_each_format_with_its_decoder(tmp_path):
+    pytest.importorskip("av")
+    out = tmp_path / "decode.json"
+    proc = run_benchmark("decode.py", "--seconds", "2", "--repeats", "1", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["file"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {n for n, r in rows.items() if r["decoder"] == "libsndfile"} == {
+        "pcm16.wav", "pcm16.flac", "libsndfile.mp3", "vorbis.ogg"}  # fmt: skip
+    assert {n for n, r in rows.items() if r["decoder"] == "FFmpeg"} == {
+        "aac.m4a", "alac.m4a", "opus.webm", "mp3-in.mp4", "wma.wma"}  # fmt: skip
+    assert rows["opus.webm"]["sample_rate"] == 48000 and all(r["median"] > 0 for r in rows.values())
+
+
 def test_wall_ms_each_times_the_functions_in_turn():
     calls = []
     fns = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from fixtures_audio import TINY_SR, tiny_spec
+from fixtures_audio import TINY_SR, tiny_spec, write_video_without_audio, write_with_pyav
 
 import musemo
 from musemo.data import FeatureCache, Recording, scan_folder
@@ -69,6 +69,12 @@ def write_corpus(root: Path) -> dict[str, str]:
     nan[1000] = np.nan
     put("nan.wav", "NaN or infinite", data=nan, samplerate=TINY_SR, subtype="FLOAT")
     put("too_short.wav", "shorter than one", data=tone(TINY_SR, 0.3), samplerate=TINY_SR)
+    # what FFmpeg decodes (musemo[formats]): a good M4A, one cut in half, a silent video
+    write_with_pyav(d / "aac.m4a", tone(TINY_SR)[None], TINY_SR, "aac", "fltp")
+    expect["aac.m4a"] = "decoded"
+    put("truncated.m4a", "cannot decode", (d / "aac.m4a").read_bytes()[:3000])
+    write_video_without_audio(d / "no_audio.mp4")
+    expect["no_audio.mp4"] = "no audio stream"
     # a second label, so the folder is a data set
     (root / "sad").mkdir()
     sf.write(root / "sad" / "fine.wav", tone(TINY_SR), TINY_SR)
@@ -110,6 +116,11 @@ def test_each_file_is_decoded_or_refused_by_name(tmp_path, broken_folder, worker
     clean = reference_features(tone(TINY_SR).astype(np.float32))
     for name in ("wav_named.flac", "flac_named.wav", "eight_channels.wav", "pcm24.wav", "fine.wav"):
         np.testing.assert_allclose(features[name], clean, atol=0.05, err_msg=name)
+    # AAC: 1024 samples of encoder delay, so the tone's bands over time, not each frame
+    assert features["aac.m4a"].shape == clean.shape
+    bands, aac = clean.mean(axis=(0, 2)), features["aac.m4a"].mean(axis=(0, 2))
+    tone_bands = bands > bands.max() - 20
+    assert np.abs(aac - bands)[tone_bands].max() < 1.0
     # 8-bit, a 2.2 s remnant and other sample rates: the same tone, coarser or shorter
     loud = clean > clean.max() - 20  # 8 bits: the tone's bands as before, a higher noise floor
     assert np.abs(features["pcm8.wav"] - clean)[loud].max() < 1.0

@@ -1,22 +1,21 @@
-"""Reading audio files: soundfile to decode, soxr to resample."""
+"""Audio files: listing them, opening them in the decoder that reads them, ``load_audio``."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 
-from ._checks import check_sr
-from .errors import AudioError
+from .._checks import check_sr
+from ..errors import AudioError
+from . import pyav, sndfile
 
 _BLOCK_FRAMES = 1 << 18
-# the file names taken for audio when a folder is read (what libsndfile decodes)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+# the file names taken for audio when a folder is read
+AUDIO_SUFFIXES = sndfile.SUFFIXES + pyav.SUFFIXES
 
 
 def audio_files(folder: str | os.PathLike) -> list[Path]:
@@ -29,12 +28,12 @@ def audio_files(folder: str | os.PathLike) -> list[Path]:
 def load_audio(
     path: str | os.PathLike, *, sr: int | None = None, mono: bool = True
 ) -> tuple[np.ndarray, int]:
-    """Decode an audio file (WAV, FLAC, OGG, MP3, ...) to float32.
+    """Decode an audio file (WAV, FLAC, OGG, MP3, M4A, ...) to float32.
 
     Parameters
     ----------
     path : path
-        The file; what libsndfile reads.
+        The file: what libsndfile reads, and with ``musemo[formats]`` what FFmpeg reads.
     sr : int, optional
         Resample to this rate (soxr, high quality); default: the file's own rate.
     mono : bool
@@ -81,10 +80,14 @@ class AudioFile:
     """An audio file open for reading in blocks, so that an hour of it needs the memory
     of one block.
 
+    libsndfile decodes what it reads (WAV, FLAC, Ogg Vorbis and Opus, MP3, AIFF); FFmpeg,
+    through PyAV (``pip install 'musemo[formats]'``), the rest: AAC and ALAC in M4A,
+    Opus in WebM, WMA, the audio track of a video.
+
     Parameters
     ----------
     path : path
-        The file; what libsndfile reads.
+        The file.
 
     Raises
     ------
@@ -104,61 +107,57 @@ class AudioFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no such audio file: {self.path}")
-        with self._decoding():
-            self._file = sf.SoundFile(str(self.path))
-        self.samplerate = int(self._file.samplerate)
+        self._reader = _open(self.path)
+        self.samplerate = self._reader.samplerate
+        self.decoder: str = self._reader.name  # "libsndfile" or "FFmpeg"
 
     def __enter__(self) -> AudioFile:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._file.close()
+        self._reader.close()
 
     @property
     def expected_frames(self) -> int:
         """The header's length, unless it claims more than any codec packs into the file
         (a damaged header must not allocate terabytes): 0 then. An estimate for some
-        files (a VBR MP3 without a Xing header)."""
-        f = self._file
-        return f.frames if 0 < f.frames * f.channels <= 32 * self.path.stat().st_size else 0
+        files (a VBR MP3 without a Xing header, most files FFmpeg decodes)."""
+        r = self._reader
+        return r.frames if 0 < r.frames * r.channels <= 32 * self.path.stat().st_size else 0
 
     def mono_blocks(self, frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
         """The channel mean, float32 ``(n,)``, ``frames`` at a time from the start."""
-        with self._decoding():
-            self._file.seek(0)
-            blocks = self._file.blocks(blocksize=frames, dtype="float32", always_2d=True)
-        while True:
-            with self._decoding():
-                block = next(blocks, None)
-            if block is None:
-                return
+        for block in self._reader.blocks(frames):
             yield self._finite(block.mean(axis=1))
 
     def read_channels(self) -> np.ndarray:
         """The whole file, float32 ``(channels, n)``."""
-        with self._decoding():
-            self._file.seek(0)
-            y = self._file.read(dtype="float32", always_2d=True).T
-        return self._finite(y)
+        return self._finite(self._reader.read().T)
 
     def _finite(self, y: np.ndarray) -> np.ndarray:
         if not np.isfinite(y).all():
             raise AudioError(f"audio file {self.path} contains NaN or infinite samples")
         return y
 
-    @contextlib.contextmanager
-    def _decoding(self) -> Iterator[None]:
-        """Turn the errors of libsndfile and soundfile into an AudioError naming the file."""
-        try:
-            yield
-        except sf.LibsndfileError as exc:
-            # libsndfile says "does not exist" of some files it cannot parse; this one does
-            why = exc.error_string
-            if "does not exist" in why:
-                why = "not audio in a format libsndfile reads, or damaged"
-            raise AudioError(f"cannot decode audio file {self.path}: {why}") from exc
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise AudioError(f"cannot decode audio file {self.path}: {exc}") from exc
+
+def _open(path: Path) -> sndfile.SndfileReader | pyav.PyAVReader:
+    """A reader of ``path``: libsndfile's, else PyAV's; an AudioError saying why neither."""
+    try:
+        return sndfile.SndfileReader(path)
+    except AudioError as refused:
+        sndfile_error = refused
+    try:
+        return pyav.PyAVReader(path)
+    except ImportError:
+        if path.suffix.lower() in sndfile.SUFFIXES:
+            raise sndfile_error from None
+        raise AudioError(
+            f"cannot decode audio file {path}: libsndfile does not read {path.suffix or 'it'}"
+            " files; pip install 'musemo[formats]' decodes them with FFmpeg (PyAV)"
+        ) from sndfile_error
+    except AudioError as too:
+        why = str(too).removeprefix(f"cannot decode audio file {path}: ")
+        raise AudioError(f"{sndfile_error}; FFmpeg: {why}") from too
 
 
 def _gather(blocks: Iterator[np.ndarray], expected: int) -> np.ndarray:
