@@ -316,6 +316,7 @@ def _train_one(args, data, spec, config, mode: str) -> int:
     from .training.loop import fit
 
     train, val = holdout_split(data, val_fraction=args.val_fraction, mode=mode, seed=args.seed)
+    _warn_if_small(data, val, args.val_fraction)
     train = with_unlabelled(data, train, val)
     teacher = init = None
     if args.teacher:
@@ -353,6 +354,28 @@ def _train_one(args, data, spec, config, mode: str) -> int:
         f"recording accuracy {final['recording']['accuracy']:.3f} -> {args.out}"
     )
     return 0
+
+
+SMALL_VALIDATION = 20  # recordings: below it one standard error of accuracy passes 11 points
+
+
+def _warn_if_small(data, val, val_fraction: float) -> None:
+    """Say what a small validation side holds, how little its score means and what to do."""
+    import numpy as np
+
+    recordings, first = np.unique(data.index[val, 0], return_index=True)
+    if not 0 < len(recordings) < SMALL_VALIDATION:
+        return
+    counts = np.bincount(data.labels[val][first], minlength=len(data.label_names))
+    held = ", ".join(f"{name} {count}" for name, count in zip(data.label_names, counts))
+    print(
+        f"warning: validation holds {len(recordings)} recordings ({held}): at that size its "
+        f"accuracy is noise (one standard error up to ±{50 / np.sqrt(len(recordings)):.0f} "
+        f"points); --val-fraction (now {val_fraction:g}) sets the share held out, "
+        "--val-fraction 0 trains on every recording with nothing to score, and --folds K "
+        "scores each recording once",
+        file=sys.stderr,
+    )
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:

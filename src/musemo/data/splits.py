@@ -11,7 +11,10 @@ from .subclips import UNLABELLED_ROW, SubclipData
 SPLIT_MODES = ("grouped", "random")
 
 
-def _check_split(data: SubclipData, n_splits: int, mode: str) -> None:
+FOLDS_HINT = "add recordings or use fewer folds"
+
+
+def _check_split(data: SubclipData, n_splits: int, mode: str, hint: str = FOLDS_HINT) -> None:
     if mode not in SPLIT_MODES:
         raise ParameterError(f"split mode {mode!r}: use one of {SPLIT_MODES}")
     counts = np.bincount(data.labels[labelled_rows(data)], minlength=len(data.label_names))
@@ -24,8 +27,7 @@ def _check_split(data: SubclipData, n_splits: int, mode: str) -> None:
             if n_groups < n_splits:
                 raise ParameterError(
                     f"label {name!r} has {n_groups} recording group(s); a grouped split into "
-                    f"{n_splits} parts needs at least {n_splits} per label: add recordings "
-                    "or use fewer folds"
+                    f"{n_splits} parts needs at least {n_splits} per label: {hint}"
                 )
 
 
@@ -60,9 +62,13 @@ def kfold_splits(
     ParameterError
         A label without sub-clips, or fewer groups of a label than folds.
     """
+    _check_split(data, k, mode)
+    return _folds(data, k, mode, seed)
+
+
+def _folds(data: SubclipData, k: int, mode: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    _check_split(data, k, mode)
     rows = labelled_rows(data)
     if mode == "grouped":
         recording = data.index[rows, 0]
@@ -95,6 +101,8 @@ def holdout_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One (train, validation) split with about ``val_fraction`` of the sub-clips held out
     (the paper's 85/15): the first fold of ``round(1 / val_fraction)`` stratified folds.
+    A grouped split of a small set (a label with fewer groups than that) takes as many
+    folds as its smallest label has groups, at least 2: one group of each label held out.
     ``val_fraction=0`` holds nothing out: every sub-clip trains (a final model, whose
     accuracy comes from cross-validating the same settings)."""
     if not 0 <= val_fraction < 0.5:
@@ -102,7 +110,18 @@ def holdout_split(
     if val_fraction == 0:
         _check_split(data, 1, mode)
         return labelled_rows(data), np.arange(0)
-    return kfold_splits(data, k=max(2, round(1 / val_fraction)), mode=mode, seed=seed)[0]
+    k = max(2, round(1 / val_fraction))
+    if mode == "grouped":
+        k = max(2, min(k, _fewest_groups(data)))
+    hint = "add recordings, or --val-fraction 0 trains on all of them with nothing to score"
+    _check_split(data, k, mode, hint)
+    return _folds(data, k, mode, seed)[0]
+
+
+def _fewest_groups(data: SubclipData) -> int:
+    """The number of groups of the label that has fewest."""
+    labels, groups = data.labels, data.groups
+    return min(len(set(groups[labels == k])) for k in range(len(data.label_names)))
 
 
 def describe_split(data: SubclipData, train: np.ndarray, val: np.ndarray, mode: str) -> dict:
