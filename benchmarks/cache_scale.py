@@ -63,7 +63,7 @@ def write_folder(root: Path, n: int, seed: int = 0) -> float:
     return seconds / 3600
 
 
-def _tree_rss(root_pid: int) -> tuple[int, int]:
+def tree_rss(root_pid: int) -> tuple[int, int]:
     """(summed, largest) RSS in bytes of ``root_pid`` and its descendants."""
     parent, rss = {}, {}
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -100,7 +100,7 @@ def run_cache(args: list[str], *, kill_at: int | None = None, folder: Path) -> d
 
     def sample() -> None:
         while not stop.is_set():
-            total, largest = _tree_rss(proc.pid)
+            total, largest = tree_rss(proc.pid)
             peak["total"] = max(peak["total"], total)
             peak["largest"] = max(peak["largest"], largest)
             stop.wait(0.02)

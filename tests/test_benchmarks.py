@@ -93,6 +93,17 @@ def test_decode_benchmark_reads_each_format_with_its_decoder(tmp_path):
     assert rows["opus.webm"]["sample_rate"] == 48000 and all(r["median"] > 0 for r in rows.values())
 
 
+@pytest.mark.slow
+def test_catalog_benchmark_gives_the_same_answers_with_one_and_two_workers(tmp_path):
+    out = tmp_path / "catalog.json"
+    proc = run_benchmark("catalog.py", "--n", "4", "--root", str(tmp_path / "c"),
+                         "--json", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["same_answers"] and [r["workers"] for r in report["runs"]] == [1, 2]
+    assert all("4 files: 4 classified" in r["summary"] for r in report["runs"])
+
+
 def test_wall_ms_each_times_the_functions_in_turn():
     calls = []
     fns = {

@@ -537,6 +537,10 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     model, files = _infer_model(args)
+    if args.out:
+        return _infer_catalog(args, model, files)
+    if args.workers != 1:
+        raise ParameterError("--workers classify into a table: add --out results.jsonl (or .csv)")
     clf = Classifier(
         model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
         uncertain_margin=args.uncertain,
@@ -562,6 +566,27 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _infer_catalog(args: argparse.Namespace, model: str | None, files: list[str]) -> int:
+    """``musemo infer ... --out TABLE``: every file a row, resumable, N workers."""
+    from .edge.catalog import classify_catalog
+
+    if args.live or args.json:
+        raise ParameterError("--out writes a table of files: leave out --live and --json")
+    paths, failed = _infer_inputs(files)
+    if not paths:
+        raise ParameterError("give audio files, folders or manifests to classify")
+    report = classify_catalog(
+        paths, args.out, model=model, workers=args.workers, progress=True,
+        threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
+        uncertain_margin=args.uncertain,
+    )  # fmt: skip
+    print(f"{report.files} files: {report.classified} classified, {report.failed} failed, "
+          f"{report.skipped} already in {report.out}; {report.seconds:.1f} s, "
+          f"{report.files_per_second:.1f} files/s classified or failed "
+          f"({args.workers} worker{'s' * (args.workers > 1)})")  # fmt: skip
+    return 1 if report.failed or failed else 0
+
+
 def _infer_model(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     """The model to run (``--model``, or a first input that is a model file; None: the
     default one) and the audio inputs."""
@@ -576,12 +601,17 @@ def _infer_model(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def _infer_inputs(inputs: list[str]) -> tuple[list[str], int]:
-    """The files to classify: each input file, and the audio files below each folder;
-    with how many inputs were folders without audio (each said on stderr)."""
+    """The files to classify: each input file, the audio files below each folder and the
+    paths a manifest (``.csv`` with a ``path`` column) lists; with how many inputs were
+    folders without audio (each said on stderr)."""
     from .audio import AUDIO_SUFFIXES, audio_files
+    from .edge.catalog import manifest_paths
 
     paths, empty = [], 0
     for given in inputs:
+        if Path(given).suffix.lower() == ".csv" and Path(given).is_file():
+            paths += manifest_paths(given)
+            continue
         if not Path(given).is_dir():
             paths.append(given)
             continue
@@ -1054,14 +1084,19 @@ def _add_infer(sub) -> None:
     )  # fmt: skip
     p.add_argument(
         "inputs", nargs="*", metavar="[MODEL] FILE",
-        help="audio files to classify, or folders (their audio files, recursively); a first "
-        ".onnx or .tflite file is the model to run",
+        help="audio files to classify, folders (their audio files, recursively) or manifests "
+        "(.csv with a path column); a first .onnx or .tflite file is the model to run",
     )  # fmt: skip
     p.add_argument(
         "--model", help="an exported .onnx or .tflite model (musemo-export; default: the one "
         "that ships, see musemo models)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument(
+        "--out", metavar="TABLE", help="write a row per file to this .jsonl or .csv table "
+        "instead; a rerun skips the files it holds (same content, same model)",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="processes classifying for --out")
     p.add_argument("--threads", type=int, default=1, help="inference threads")
     p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
     p.add_argument("--no-pad", action="store_true", help="refuse audio shorter than one window")
