@@ -535,3 +535,18 @@ def test_export_to_a_full_or_read_only_disk_keeps_the_earlier_export(
     why = "No space left on device" if disk == "full" else "Read-only file system"
     assert why in done.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.slow
+@needs_namespaces
+def test_a_catalog_on_a_full_disk_keeps_whole_rows(tmp_path, chords_30s):
+    small = tmp_path / "small"
+    table = small / "tags.jsonl"
+    done = on_small_or_read_only_disk(small, ["infer", chords_30s, "--out", table], size_kb=8)
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot write {table}: No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = table.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and 10 <= len(lines) - 1 < 40  # whole rows only, some written
+    rows = [json.loads(line) for line in lines[:-1]]
+    assert all(r["label"] in ("happy", "sad") for r in rows)
