@@ -132,6 +132,13 @@ def run_cache(args: list[str], *, kill_at: int | None = None, folder: Path) -> d
     }
 
 
+def finish(report: dict, json_path: str, root: Path, *, keep: bool) -> None:
+    """Write ``report`` atomically; remove the data under ``root`` unless ``keep``."""
+    write_text(json_path, json.dumps(report, indent=2) + "\n")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="recordings (default 1000)")
@@ -185,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": results,
         "resumed_equals_uninterrupted": same,
     }
-    write_text(args.json, json.dumps(report, indent=2) + "\n")
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+    finish(report, args.json, root, keep=args.keep)
     return 0 if same else 1
 
 

@@ -19,16 +19,13 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from cache_scale import tree_rss, write_folder
-
-from musemo._atomic import write_text
+from cache_scale import finish, tree_rss, write_folder
 
 
 def run_infer(folder: Path, table: Path, workers: int) -> dict:
@@ -93,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"recordings": args.n, "hours": hours, "runs": runs, "same_answers": same,
               "machine": {"cpus": os.cpu_count(), "processor": platform.processor(),
                           "platform": platform.platform()}}  # fmt: skip
-    write_text(args.json, json.dumps(report, indent=2) + "\n")
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+    finish(report, args.json, root, keep=args.keep)
     return 0 if same else 1
 
 
