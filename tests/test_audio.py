@@ -100,3 +100,15 @@ def test_non_finite_samples_in_a_float_file(tmp_path):
 def test_bad_target_rate(tmp_path, sr):
     with pytest.raises(ParameterError, match="sr="):
         musemo.load_audio(tmp_path / "x.wav", sr=sr)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 8])
+def test_channels_are_mixed_to_their_mean(channels):
+    from musemo.audio.files import channel_mean
+
+    block = np.random.default_rng(channels).uniform(-1, 1, (1000, channels)).astype(np.float32)
+    mixed = channel_mean(block)
+    assert mixed.dtype == np.float32 and mixed.shape == (1000,)
+    np.testing.assert_allclose(mixed, block.mean(axis=1), rtol=0, atol=1e-7)
+    if channels <= 2:
+        np.testing.assert_array_equal(mixed, block.mean(axis=1))

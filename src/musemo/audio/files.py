@@ -128,7 +128,7 @@ class AudioFile:
     def mono_blocks(self, frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
         """The channel mean, float32 ``(n,)``, ``frames`` at a time from the start."""
         for block in self._reader.blocks(frames):
-            yield self._finite(block.mean(axis=1))
+            yield self._finite(channel_mean(block))
 
     def read_channels(self) -> np.ndarray:
         """The whole file, float32 ``(channels, n)``."""
@@ -138,6 +138,18 @@ class AudioFile:
         if not np.isfinite(y).all():
             raise AudioError(f"audio file {self.path} contains NaN or infinite samples")
         return y
+
+
+def channel_mean(block: np.ndarray) -> np.ndarray:
+    """The mean of a float32 ``(n, channels)`` block over its channels, column by column:
+    numpy's mean along so short an axis is 15x slower, for the same values (bit for bit
+    up to two channels; within rounding beyond)."""
+    y = block[:, 0].copy()
+    for column in range(1, block.shape[1]):
+        y += block[:, column]
+    if block.shape[1] > 1:
+        y /= np.float32(block.shape[1])
+    return y
 
 
 def _open(path: Path) -> sndfile.SndfileReader | pyav.PyAVReader:
