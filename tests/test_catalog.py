@@ -18,8 +18,9 @@ import pytest
 import soundfile as sf
 
 from musemo import ParameterError
+from musemo._digest import file_sha256
 from musemo.cli import main
-from musemo.edge.catalog import classify_catalog, file_sha256
+from musemo.edge.catalog import classify_catalog
 
 SR = 16000
 

@@ -4,7 +4,6 @@ spec), written atomically and memory-mapped from then on."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import remove_leftovers, save_npy, write_text, writing
+from .._digest import file_sha256
 from ..audio import load_audio
 from ..errors import AudioError, OutputError, ParameterError
 from ..features.clips import cut, normalise_loudness, subclip_starts
@@ -23,11 +23,7 @@ from .recordings import Recording
 
 def file_digest(path: Path) -> str:
     """The first 24 hex digits of the SHA-256 of a file's bytes (a cache entry's name)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:24]
+    return file_sha256(path)[:24]
 
 
 # what one file can raise without stopping the others

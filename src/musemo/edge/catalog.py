@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -19,11 +18,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .._atomic import writing
+from .._digest import file_sha256
 from .._progress import progress_bar
 from ..errors import AudioError, OutputError, ParameterError
 
 TABLES = (".jsonl", ".csv")
-_HASH_BLOCK = 1 << 20
+_BLOCK = 1 << 20  # bytes read at a time looking back for a line's end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +42,6 @@ class CatalogReport:
     def files_per_second(self) -> float:
         """Files classified or failed per second of the run."""
         return (self.classified + self.failed) / self.seconds if self.seconds else 0.0
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, read a megabyte at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_paths(manifest: str | os.PathLike) -> list[str]:
@@ -284,7 +275,7 @@ class Table:
             end = f.seek(0, os.SEEK_END)
             position = end
             while position > 0:  # back a block at a time to the last line end
-                step = min(_HASH_BLOCK, position)
+                step = min(_BLOCK, position)
                 f.seek(position - step)
                 block = f.read(step)
                 cut = block.rfind(b"\n")

@@ -9,7 +9,6 @@ the wheel with pip, or takes a copied one (``--wheel PATH``), and checks its SHA
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, writing
+from .._digest import file_sha256
 from ..errors import ParameterError
 from .tf_bundle import read_index, read_tensors
 
@@ -38,14 +38,6 @@ def weights_dir() -> Path:
         return Path(os.environ["MUSEMO_WEIGHTS"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "musemo" / "weights"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _installed_package() -> Path | None:
@@ -71,7 +63,7 @@ def add_wheel(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"no such file: {path}")
-    found = _sha256(path)
+    found = file_sha256(path)
     if found != WHEEL_SHA256:
         raise ParameterError(
             f"{path} is not {WHEEL}: its SHA-256 is {found}, expected {WHEEL_SHA256}"
