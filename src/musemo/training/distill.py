@@ -95,7 +95,7 @@ class TeacherWindows:
     and how the student's sub-clips and their frames lie (``clip``: hop and length in
     seconds, frames per sub-clip)."""
 
-    logp: np.ndarray
+    values: np.ndarray
     counts: np.ndarray
     window: tuple[float, float]
     clip: tuple[float, float, int]
@@ -103,19 +103,19 @@ class TeacherWindows:
     def at(self, recordings: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """The targets of student windows of ``recordings`` starting at frame ``starts`` of
         their recording (``training.augment.shift_starts``): the mean of the
-        log-probabilities of the teacher windows each overlaps, weighted by the overlap,
-        ``(n, labels)`` float32; a window past the teacher's last one takes the mean of
+        values of the teacher windows each overlaps, weighted by the overlap,
+        ``(n, width)`` float32; a window past the teacher's last one takes the mean of
         all of the recording's."""
         hop, size, frames = self.clip
         sub, offset = np.divmod(np.asarray(starts), frames)
         s0 = sub * hop + offset * (size / frames)
-        t0 = np.arange(self.logp.shape[1]) * self.window[0]
+        t0 = np.arange(self.values.shape[1]) * self.window[0]
         w = np.minimum(s0[:, None] + size, t0[None] + self.window[1])
         w = np.maximum(w - np.maximum(s0[:, None], t0[None]), 0.0)
-        valid = np.arange(self.logp.shape[1])[None] < self.counts[recordings][:, None]
+        valid = np.arange(self.values.shape[1])[None] < self.counts[recordings][:, None]
         w = np.where(valid, w, 0.0)
         w = np.where(w.sum(axis=1, keepdims=True) > 0, w, valid)
-        out = np.einsum("nw,nwl->nl", w, self.logp[recordings]) / w.sum(axis=1, keepdims=True)
+        out = np.einsum("nw,nwl->nl", w, self.values[recordings]) / w.sum(axis=1, keepdims=True)
         return out.astype(np.float32)
 
 
@@ -141,7 +141,7 @@ class TeacherTargets:
     @property
     def width(self) -> int:
         """How many features a student learns to say beside its labels (0: none)."""
-        return 0 if self.features is None else self.features.logp.shape[2]
+        return 0 if self.features is None else self.features.values.shape[2]
 
 
 def teacher_windows(

@@ -456,12 +456,12 @@ def _check_teacher(
             f"not float32{list(shape)}"
         )
     windows = teacher.windows
-    if windows is not None and windows.logp.shape[::2] != (len(data.recordings), shape[1]):
+    if windows is not None and windows.values.shape[::2] != (len(data.recordings), shape[1]):
         raise ParameterError(
-            f"teacher windows {list(windows.logp.shape)}: not one row per recording "
+            f"teacher windows {list(windows.values.shape)}: not one row per recording "
             f"({len(data.recordings)}) and label"
         )
-    if not np.isfinite(teacher.logp).all() or not np.isfinite(getattr(windows, "logp", 0)).all():
+    if not np.isfinite(teacher.logp).all() or not np.isfinite(getattr(windows, "values", 0)).all():
         raise ParameterError(f"teacher {teacher.name}: its outputs hold NaN or infinity")
 
 
