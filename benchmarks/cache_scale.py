@@ -42,6 +42,17 @@ from musemo.features import FeatureSpec
 RATES = (22050, 44100, 48000)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what ``platform`` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def write_folder(root: Path, n: int, seed: int = 0) -> float:
     """``root/<happy|sad>/<k>.wav``: chords with noise, 10-60 s. Returns hours of audio."""
     seconds = 0.0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np
 import soundfile as sf
+from cache_scale import cpu_model
 
 from musemo._atomic import write_text
 from musemo.audio import AudioFile, load_audio
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['file']} | {r['decoder']} | {r['kb']:.0f} | {r['median']:.1f} | "
               f"{r['p95']:.1f} |")  # fmt: skip
-    result = {"cpu": platform.processor() or platform.machine(), "seconds": args.seconds,
+    result = {"cpu": cpu_model(), "seconds": args.seconds,
               "repeats": args.repeats, "rows": rows}  # fmt: skip
     write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0

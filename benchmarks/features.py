@@ -39,6 +39,7 @@ for _var in (
     os.environ[_var] = "1"
 
 import numpy as np
+from cache_scale import cpu_model
 
 import musemo
 from musemo.data.synthetic import demo_recording
@@ -404,16 +405,6 @@ def bench_overhead(y: np.ndarray, calls: int) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- machine
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def version_of(module: str) -> str | None:

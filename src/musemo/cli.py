@@ -174,6 +174,8 @@ def _check_train_request(args: argparse.Namespace) -> None:
             "--val-fraction 0 trains one final model on everything, with nothing to score: "
             "leave out --folds, --compare and all (cross-validate the same settings first)"
         )
+    if args.threads is not None and args.threads < 1:
+        raise ParameterError(f"--threads {args.threads}: at least 1 (or leave it out to adapt)")
     if args.unlabelled and not args.teacher:
         raise ParameterError("--unlabelled audio is learnt from a teacher: add --teacher")
     if args.distill_features and not args.teacher:
@@ -287,6 +289,7 @@ def _train_folds(args, data, spec, config, modes) -> int:
             resume=args.resume,
             teachers=teachers,
             inits=inits,
+            threads=args.threads,
         )
         print(crossval_table(summary))
     return 0
@@ -305,6 +308,7 @@ def _train_comparison(args, data, spec, config, modes) -> int:
         val_fraction=args.val_fraction,
         progress=not args.quiet,
         resume=args.resume,
+        threads=args.threads,
     )
     print(markdown_table(rows))
     return 0
@@ -340,6 +344,7 @@ def _train_one(args, data, spec, config, mode: str) -> int:
         progress=not args.quiet,
         teacher=teacher,
         init=init,
+        threads=args.threads,
     )
     if not metrics:  # a torchrun process other than rank 0
         return 0
@@ -821,6 +826,12 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--epochs", type=int, default=10, help="passes over the training sub-clips")
     p.add_argument("--batch-size", type=int, default=32, help="sub-clips per step")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads, fixed (default: the cores other programs leave free, followed as "
+        "they change; a fixed count repeats a run bit for bit)",
+    )
     p.add_argument(
         "--lr", type=float, default=None, help="AdamW learning rate (default: the model's own)"
     )

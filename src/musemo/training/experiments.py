@@ -71,11 +71,13 @@ def compare_models(
     val_fraction: float = 0.15,
     progress: bool = True,
     resume: bool = False,
+    threads: int | None = None,
 ) -> list[dict]:
     """Train every model on each kind of split (same split for all), with the baseline.
 
     Writes ``comparison.md`` and ``comparison.csv`` in ``out_dir`` and one run
-    folder per (split, model); ``resume`` continues each run where it stopped.
+    folder per (split, model); ``resume`` continues each run where it stopped;
+    ``threads``: ``fit``'s.
     """
     out = Path(out_dir)
     rows = []
@@ -83,7 +85,7 @@ def compare_models(
         train, val = holdout_split(data, val_fraction=val_fraction, mode=mode, seed=config.seed)
         results = _on_one_split(
             data, spec, models, config, train, val, lambda name, m=mode: out / m / name,
-            mode=mode, progress=progress, resume=resume,
+            mode=mode, progress=progress, resume=resume, threads=threads,
         )  # fmt: skip
         for name, metrics in results.items():
             label = BASELINE if name == "baseline" else name
@@ -96,8 +98,8 @@ BASELINE = "baseline (log-mel stats + logistic regression)"
 
 
 def _on_one_split(
-    data, spec, models, config, train, val, folder, *, mode, progress, resume, teacher=None,
-    init=None,
+    data, spec, models, config, train, val, folder, *, mode, progress, resume, threads=None,
+    teacher=None, init=None,
 ) -> dict[str, dict]:  # fmt: skip
     """The baseline, then each model, trained on ``train`` and scored on ``val``: name ->
     ``{"final": scores, "history": epochs}`` (the baseline has no history). Model
@@ -119,6 +121,7 @@ def _on_one_split(
             progress=progress,
             teacher=teacher,
             init=init,
+            threads=threads,
         )
     return results
 
@@ -147,13 +150,15 @@ def cross_validate(
     resume: bool = False,
     teachers: Sequence[TeacherTargets] | None = None,
     inits: Sequence[Trained] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """``k``-fold cross-validation of the baseline and each model on the same folds.
 
     One split is noise on a few hundred recordings; this reports each score's
     mean and standard deviation over the folds. Writes ``crossval.json`` and
     ``crossval.md`` in ``out_dir`` (updated after every fold) and one run per (model,
-    fold); ``resume`` continues each run where it stopped (a finished one is only scored).
+    fold); ``resume`` continues each run where it stopped (a finished one is only scored);
+    ``threads``: ``fit``'s.
     Each model's ``recording_calibration`` (``musemo.metrics.held_out_calibration``)
     gives the temperature for ``musemo-export --temperature`` and the recordings'
     expected calibration error without and with it. With ``config.teacher``,
@@ -167,7 +172,7 @@ def cross_validate(
     for i, (train, val) in enumerate(folds):
         results = _on_one_split(
             data, spec, models, config, train, val, lambda name, i=i: out / name / f"fold{i}",
-            mode=mode, progress=progress, resume=resume,
+            mode=mode, progress=progress, resume=resume, threads=threads,
             teacher=None if teachers is None else teachers[i],
             init=None if inits is None else inits[i],
         )  # fmt: skip

@@ -16,6 +16,7 @@ regression on recording means), as a run of one epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -52,6 +53,7 @@ from .checkpoints import (
 from .distill import TeacherTargets, distillation_loss, tempered
 from .distributed import barrier, max_difference_over_processes, sum_over_processes, world
 from .models import RAW_INPUT, build_model, head_of
+from .threads import ThreadGovernor
 
 VAL_RECORDINGS = "val_recordings.npz"  # written by finish, read by cross_validate
 
@@ -284,6 +286,7 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     teacher: TeacherTargets | None = None,
     init: Trained | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train ``config.model`` on ``train_rows``, validate on ``val_rows``, write the run.
 
@@ -317,6 +320,10 @@ def fit(
     init : Trained, optional
         Start from this checkpoint's weights and input statistics (fine-tune a trained
         model; the same model, head, labels and features), recorded as ``config.init``.
+    threads : int, optional
+        CPU threads of a run on the CPU. By default they follow the cores other programs
+        leave free (``musemo.training.threads.ThreadGovernor``), unless
+        ``OMP_NUM_THREADS`` is set.
 
     Returns
     -------
@@ -368,6 +375,23 @@ def fit(
         write_text(out / "split.json", json.dumps(run.split, indent=2))
     if resume and (out / "last.pt").is_file():
         run.resume(out / "last.pt")
+    with _governor(run.device, threads) as run.governor:
+        _epochs(run, train_rows, val_rows, out, progress=progress, on_epoch=on_epoch)
+    weights = torch.cat([p.detach().reshape(-1).float() for p in run.model.parameters()])
+    spread = max_difference_over_processes(run.world, weights)  # every process takes part
+    return run.finish(val_rows, out, weight_spread=spread) if run.world.main else {}
+
+
+def _governor(device, threads: int | None):
+    """The CPU threads' governor of a run on ``device`` (none on a GPU)."""
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return ThreadGovernor(threads)
+
+
+def _epochs(run, train_rows, val_rows, out: Path, *, progress: bool, on_epoch) -> None:
+    """The epochs ``run`` has still to train, each validated and saved."""
+    config = run.config
     for epoch in range(len(run.history) + 1, config.epochs + 1):
         if config.probe:
             loss_sum, correct, labelled, seen, seconds = run.fit_head(train_rows, progress=progress)
@@ -385,9 +409,6 @@ def fit(
             if on_epoch is not None:
                 on_epoch(entry)
         barrier(run.world)
-    weights = torch.cat([p.detach().reshape(-1).float() for p in run.model.parameters()])
-    spread = max_difference_over_processes(run.world, weights)  # every process takes part
-    return run.finish(val_rows, out, weight_spread=spread) if run.world.main else {}
 
 
 def _check_fit(train_rows, val_rows, spec: FeatureSpec, config: TrainConfig) -> None:
@@ -526,6 +547,7 @@ class _Run:
     extra_outputs: int  # outputs after the labels': a student's for its teacher's features
     history: list = dataclasses.field(default_factory=list)
     teacher: Any = None  # TeacherTargets when distilling
+    governor: Any = None  # ThreadGovernor on the CPU
     best: dict = dataclasses.field(default_factory=lambda: {"key": (-1.0, -math.inf), "epoch": 0})
 
     @classmethod
@@ -641,6 +663,8 @@ class _Run:
                     recordings = self.data.index[rows_b, 0]
                     said = torch.from_numpy(self.teacher.features.at(recordings, starts))
             loss, hits = self.step(x, y, generator, soft, said)
+            if self.governor is not None:
+                self.governor.update()
             loss_sum += loss * len(y)
             correct += hits
             labelled += int((y != UNLABELLED_ROW).sum())
@@ -777,6 +801,7 @@ class _Run:
             "train_seconds": seconds,
             "train_subclips_per_s": seen / seconds,
             "processes": self.world.size,
+            "cpu_threads": self.governor.threads if self.governor is not None else None,
         }
         if len(rows):
             ev, val_loss, _ = self.evaluate(rows)
