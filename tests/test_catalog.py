@@ -1,6 +1,6 @@
-"""Classifying a catalog (``musemo infer ... --out TABLE``): a row per file in JSON Lines
-or CSV, error rows for broken files, reruns that skip what the table holds (by content
-and model), one or two workers alike, no torn line after a kill."""
+"""Classifying a catalog (``musemo infer ... --out TABLE``): a row per file in JSON Lines,
+CSV or Parquet shards, error rows for broken files, reruns that skip what the table holds
+(by content and model), one or two workers alike, no torn line after a kill."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from musemo import ParameterError
 from musemo._digest import file_sha256
 from musemo.cli import main
 from musemo.edge.catalog import classify_catalog
+from musemo.edge.tables import ParquetTable, columns
 
 SR = 16000
 
@@ -105,8 +106,8 @@ def test_a_torn_last_line_is_cut_before_appending(tmp_path, catalog):
 
 
 def test_refusals(tmp_path, catalog):
-    with pytest.raises(ParameterError, match=r"out\.parquet: write results to a \.jsonl or \.csv"):
-        classify_catalog(catalog, tmp_path / "out.parquet", progress=False)
+    with pytest.raises(ParameterError, match=r"out\.xlsx: write results to a \.jsonl, \.csv"):
+        classify_catalog(catalog, tmp_path / "out.xlsx", progress=False)
     with pytest.raises(ParameterError, match="workers=0"):
         classify_catalog(catalog, tmp_path / "out.csv", workers=0, progress=False)
     other = tmp_path / "other.csv"
@@ -149,3 +150,89 @@ def test_a_killed_run_loses_only_files_in_flight(tmp_path):
     rows = rows_of(table)
     classified = [r["path"] for r in rows if not r["error"]]
     assert sorted(classified) == sorted(map(str, files))  # each file exactly once
+
+
+def parquet_rows(folder: Path) -> list[dict]:
+    pq = pytest.importorskip("pyarrow.parquet")
+    return pq.read_table(folder).to_pylist()  # the folder as one table, as pandas reads it
+
+
+def test_parquet_holds_the_rows_jsonl_holds(tmp_path, catalog):
+    lines, shards = tmp_path / "out.jsonl", tmp_path / "out.parquet"
+    classify_catalog(catalog, lines, progress=False)
+    report = classify_catalog(catalog, shards, progress=False)
+    assert (report.classified, report.failed) == (6, 2)
+    by_path = lambda rows: {r["path"]: r for r in rows}  # noqa: E731
+    assert by_path(parquet_rows(shards)) == by_path(rows_of(lines))
+    assert len(list(shards.glob("part-*.parquet"))) == 1  # the journal rolled at the end
+    again = classify_catalog(catalog, shards, progress=False)
+    assert (again.skipped, again.failed) == (6, 2)
+    assert len(parquet_rows(shards)) == 8 + 2
+
+
+def fake_rows(n: int) -> list[dict]:
+    names = columns(("happy", "sad"))
+    return [{**dict.fromkeys(names), "path": f"{k}.wav", "sha256": f"{k:064x}", "model": "m",
+             "model_sha256": "m" * 64, "label": "happy", "uncertain": False, "duration": 3.5,
+             "windows": 1, "warning": "", "error": ""} for k in range(n)]  # fmt: skip
+
+
+def test_parquet_rolls_its_journal_into_whole_shards(tmp_path):
+    pytest.importorskip("pyarrow")
+    folder, labels, rows = tmp_path / "t.parquet", ("happy", "sad"), fake_rows(8)
+    table = ParquetTable(folder, labels, rows_per_shard=3)
+    with table.appending() as append:
+        for row in rows[:7]:
+            append(row)
+        assert len(table.shards()) == 2 and len(rows_of(table.journal.path)) == 1
+    assert len(table.shards()) == 3 and table.journal.path.read_bytes() == b""
+    assert table.rows() == rows[:7]
+    # killed between a shard's rename and the journal's truncation: rolled once only
+    table.journal.path.write_text("".join(json.dumps(r) + "\n" for r in rows[6:7]))
+    # and killed mid-line
+    with open(table.journal.path, "a") as f:
+        f.write(json.dumps(rows[7])[:20])
+    again = ParquetTable(folder, labels)
+    assert again.rows() == rows[:7] and len(again.shards()) == 3
+    assert again.done("m" * 64) == {r["sha256"] for r in rows[:7]}
+
+
+def test_parquet_refusals(tmp_path, catalog, monkeypatch):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "file.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ParameterError, match=r"file\.parquet is a file: a \.parquet table"):
+        classify_catalog(catalog[:1], tmp_path / "file.parquet", progress=False)
+    foreign = tmp_path / "foreign.parquet"
+    foreign.mkdir()
+    (foreign / "part-0.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ParameterError, match=r"part-0\.parquet: not a readable Parquet shard"):
+        classify_catalog(catalog[:1], foreign, progress=False)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ParameterError, match=r"pip install 'musemo\[ray\]'"):
+        classify_catalog(catalog[:1], tmp_path / "new.parquet", progress=False)
+
+
+@pytest.mark.slow
+def test_ten_thousand_files_with_a_few_broken_ones(tmp_path, squeezenet_export):
+    folder, _ = squeezenet_export
+    model = next(Path(folder).glob("*int8.onnx"))
+    music = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    for k in range(10_000):
+        shelf = music / f"{k // 500:02d}"
+        shelf.mkdir(parents=True, exist_ok=True)
+        tone = np.sin(2 * np.pi * rng.uniform(100, 1000) * np.arange(1600) / 8000)
+        sf.write(shelf / f"{k:05d}.wav", 0.3 * tone, 8000)  # 0.2 s: padded to a window
+    broken = {"00/00003.wav": b"", "01/00700.wav": b"RIFF\x10\x00\x00\x00WAVE",
+              "07/03501.wav": b"not audio\n" * 20}  # fmt: skip
+    for name, content in broken.items():
+        (music / name).write_bytes(content)
+    table = tmp_path / "tags.parquet"
+    code = main(["infer", str(model), str(music), "--out", str(table), "--workers", "2"])
+    assert code == 1  # some failed
+    rows = parquet_rows(table)
+    assert len(rows) == 10_000 == len({r["path"] for r in rows})
+    failed = {str(Path(r["path"]).relative_to(music)): r["error"] for r in rows if r["error"]}
+    assert set(failed) == set(broken)
+    assert all(name.split("/")[1] in why for name, why in failed.items())  # named
+    assert all(r["label"] in ("happy", "sad") for r in rows if not r["error"])

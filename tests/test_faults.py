@@ -550,3 +550,21 @@ def test_a_catalog_on_a_full_disk_keeps_whole_rows(tmp_path, chords_30s):
     assert lines[-1] == b"" and 10 <= len(lines) - 1 < 40  # whole rows only, some written
     rows = [json.loads(line) for line in lines[:-1]]
     assert all(r["label"] in ("happy", "sad") for r in rows)
+
+
+@pytest.mark.slow
+@needs_namespaces
+def test_a_parquet_catalog_on_a_full_disk_keeps_whole_rows(tmp_path, chords_30s):
+    pytest.importorskip("pyarrow")
+    from musemo.edge.tables import ParquetTable
+
+    small = tmp_path / "small"
+    table = small / "tags.parquet"
+    done = on_small_or_read_only_disk(small, ["infer", chords_30s, "--out", table], size_kb=8)
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot write {table}/" in done.stderr and "No space left" in done.stderr
+    assert "Traceback" not in done.stderr
+    rows = ParquetTable(table, ("happy", "sad")).rows()  # the journal rolled, on a roomy disk
+    assert 10 <= len(rows) < 40 and all(r["label"] in ("happy", "sad") for r in rows)
+    again = subprocess.run([*MUSEMO, "infer", chords_30s, "--out", table], capture_output=True)
+    assert again.returncode == 0 and len(ParquetTable(table, ("happy", "sad")).rows()) == 40

@@ -1,29 +1,23 @@
-"""Classifying a catalog: many files into one table (JSON Lines or CSV), a row per file,
-by one or more worker processes. A rerun skips the files the table already holds for
-the same model (matched by content, not name); a broken file is an error row, never the
-end of the run; a killed run loses at most the files in flight, and the table never
-holds a torn line."""
+"""Classifying a catalog: many files into one table (JSON Lines, CSV or Parquet; see
+``tables``), a row per file, by one or more worker processes. A rerun skips the files
+the table already holds for the same model (matched by content, not name); a broken
+file is an error row, never the end of the run; a killed run loses at most the files
+in flight, and the table never holds a torn line."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import io
-import json
 import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .._atomic import writing
 from .._digest import file_sha256
 from .._progress import progress_bar
-from ..errors import AudioError, OutputError, ParameterError
-
-TABLES = (".jsonl", ".csv")
-_BLOCK = 1 << 20  # bytes read at a time looking back for a line's end
+from ..errors import AudioError, ParameterError
+from .tables import columns, open_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +57,8 @@ def classify_catalog(
     progress: bool = True,
     **options,
 ) -> CatalogReport:
-    """Classify ``paths`` into the table ``out`` (``.jsonl`` or ``.csv``), appending.
+    """Classify ``paths`` into the table ``out`` (``.jsonl``, ``.csv`` or ``.parquet``),
+    appending.
 
     Parameters
     ----------
@@ -89,38 +84,61 @@ def classify_catalog(
     Raises
     ------
     ParameterError
-        An unknown table suffix, fewer than one worker, or a CSV table of other columns.
+        An unknown table suffix, fewer than one worker, a table of other columns, or
+        Parquet without pyarrow.
     OutputError
         The table cannot be written (full disk, read-only folder); the rows written
         before stay whole.
     """
-    from .classifier import Classifier
-    from .shipped import default_model
-
     if workers < 1:
         raise ParameterError(f"workers={workers}: need at least 1")
-    model_path = Path(model) if model is not None else default_model()
-    clf = Classifier(model_path, **options)  # a bad model fails here, before any work
-    table, model_sha256 = Table(Path(out), clf.labels), file_sha256(model_path)
-    job = _Job(str(model_path), model_sha256, options, table.done(model_sha256))
-    unique: dict[str, str] = {}
-    for p in paths:
-        unique.setdefault(os.path.realpath(p), str(p))
-    paths = list(unique.values())
-    start, counts = time.perf_counter(), {"classified": 0, "failed": 0, "skipped": 0}
-    rows = _rows(job, paths, workers, clf)
-    with table.appending() as append:
-        for row in progress_bar(rows, total=len(paths), unit="file", desc="infer", show=progress):
-            if row is None:
-                counts["skipped"] += 1
-                continue
-            append(row)
-            counts["failed" if row["error"] else "classified"] += 1
-    return CatalogReport(table.path, len(paths), seconds=time.perf_counter() - start, **counts)
+    run = CatalogRun.start(paths, out, model, options)
+    return run.collect(_rows(run.job, run.paths, workers, run.classifier), progress=progress)
+
+
+@dataclasses.dataclass
+class CatalogRun:
+    """One run over a catalog: the model checked, the table opened, the files listed
+    once each (by real path), the job every worker gets."""
+
+    classifier: object
+    table: object
+    job: Job
+    paths: list[str]
+    start: float
+
+    @classmethod
+    def start(cls, paths: Iterable, out, model, options: dict) -> CatalogRun:
+        """A run of ``model`` (default: the shipped one) over ``paths`` into ``out``."""
+        from .classifier import Classifier
+        from .shipped import default_model
+
+        model_path = Path(model) if model is not None else default_model()
+        clf = Classifier(model_path, **options)  # a bad model fails here, before any work
+        table, model_sha256 = open_table(out, clf.labels), file_sha256(model_path)
+        job = Job(str(model_path), model_sha256, options, table.done(model_sha256))
+        unique: dict[str, str] = {}
+        for p in paths:
+            unique.setdefault(os.path.realpath(p), str(p))
+        return cls(clf, table, job, list(unique.values()), time.perf_counter())
+
+    def collect(self, rows: Iterable[dict | None], *, progress: bool) -> CatalogReport:
+        """Append ``rows`` (None: a file already in the table) as they come; the report."""
+        counts = {"classified": 0, "failed": 0, "skipped": 0}
+        total = len(self.paths)
+        with self.table.appending() as append:
+            for row in progress_bar(rows, total=total, unit="file", desc="infer", show=progress):
+                if row is None:
+                    counts["skipped"] += 1
+                    continue
+                append(row)
+                counts["failed" if row["error"] else "classified"] += 1
+        seconds = time.perf_counter() - self.start
+        return CatalogReport(self.table.path, total, seconds=seconds, **counts)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Job:
+class Job:
     """What every worker needs: the model, its hash, the options, the hashes done."""
 
     model: str
@@ -129,17 +147,18 @@ class _Job:
     done: frozenset
 
 
-_worker: tuple[_Job, object] | None = None  # this process's job and Classifier
+_worker: tuple[Job, object] | None = None  # this process's job and Classifier
 
 
-def _start_worker(job: _Job, clf=None) -> None:
+def start_worker(job: Job, clf=None) -> None:
+    """Make this process a worker of ``job`` (with ``clf``, or a ``Classifier`` of its own)."""
     from .classifier import Classifier
 
     global _worker
     _worker = (job, clf or Classifier(job.model, **job.options))
 
 
-def _row_of(path: str) -> dict | None:
+def row_of(path: str) -> dict | None:
     """The table row of one file in this worker (None: already in the table)."""
     assert _worker is not None
     job, clf = _worker
@@ -158,18 +177,18 @@ def _row_of(path: str) -> dict | None:
     return {**row, **_outcome(result, clf.labels), "warning": said, "error": ""}
 
 
-def _rows(job: _Job, paths: list[str], workers: int, clf) -> Iterator[dict | None]:
+def _rows(job: Job, paths: list[str], workers: int, clf) -> Iterator[dict | None]:
     """Each file's row (or None), in the order they finish; ``clf`` classifies in this
     process when there is one worker."""
     if workers == 1 or len(paths) < 2:
-        _start_worker(job, clf)
-        yield from map(_row_of, paths)
+        start_worker(job, clf)
+        yield from map(row_of, paths)
         return
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no forked onnxruntime or tqdm threads
-    with context.Pool(min(workers, len(paths)), _start_worker, (job,)) as pool:
-        yield from pool.imap_unordered(_row_of, paths, chunksize=1)
+    with context.Pool(min(workers, len(paths)), start_worker, (job,)) as pool:
+        yield from pool.imap_unordered(row_of, paths, chunksize=1)
 
 
 def _outcome(result, labels: tuple[str, ...]) -> dict:
@@ -184,105 +203,4 @@ def _outcome(result, labels: tuple[str, ...]) -> dict:
 
 
 def _empty(labels: tuple[str, ...]) -> dict:
-    none = dict.fromkeys(["label", "uncertain", "duration", "windows"])
-    return {**none, **dict.fromkeys([f"p_{k}" for k in labels] + [f"share_{k}" for k in labels])}
-
-
-class Table:
-    """The output table: its columns, the rows it holds, appending whole lines."""
-
-    def __init__(self, path: Path, labels: tuple[str, ...]) -> None:
-        if path.suffix.lower() not in TABLES:
-            raise ParameterError(f"{path}: write results to a {' or '.join(TABLES)} file")
-        self.path, self.csv = path, path.suffix.lower() == ".csv"
-        self.columns = ["path", "sha256", "model", "model_sha256", *_empty(labels), "warning",
-                        "error"]  # fmt: skip
-        self._repair()
-
-    def done(self, model_sha256: str) -> frozenset:
-        """The hashes of files classified (not failed) by the model file of that hash."""
-        return frozenset(
-            row["sha256"]
-            for row in self._read()
-            if row.get("model_sha256") == model_sha256 and not row.get("error")
-        )
-
-    @contextlib.contextmanager
-    def appending(self):
-        """A function that appends one row as one whole line (and the CSV header first)."""
-        with writing(self.path, any_oserror=True):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if self.csv and size == 0:
-                size = self._write(fd, size, self._line(dict(zip(self.columns, self.columns))))
-
-            def append(row: dict) -> None:
-                nonlocal size
-                size = self._write(fd, size, self._line(row))
-
-            yield append
-        finally:
-            os.close(fd)
-
-    def _write(self, fd: int, size: int, line: bytes) -> int:
-        """Append ``line``; on failure cut the table back to ``size`` (whole lines)."""
-        try:
-            with writing(self.path, any_oserror=True):
-                if os.write(fd, line) != len(line):
-                    raise OSError(28, "No space left on device")
-        except OutputError:
-            os.ftruncate(fd, size)
-            raise
-        return size + len(line)
-
-    def _line(self, row: dict) -> bytes:
-        if not self.csv:
-            return (json.dumps(row, ensure_ascii=False) + "\n").encode()
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(
-            ["" if row[c] is None else row[c] for c in self.columns]
-        )
-        return buffer.getvalue().encode()
-
-    def _read(self) -> Iterator[dict]:
-        if not self.path.is_file():
-            return
-        with open(self.path, encoding="utf-8", newline="") as f:
-            if not self.csv:
-                for number, line in enumerate(f, 1):
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        why = f"{self.path}, line {number}: not JSON ({exc})"
-                        raise ParameterError(why) from exc
-                    yield row
-                return
-            reader = csv.DictReader(f)
-            if reader.fieldnames and reader.fieldnames != self.columns:
-                raise ParameterError(
-                    f"{self.path} holds the columns {reader.fieldnames}, not this model's "
-                    f"{self.columns}: write to another file"
-                )
-            yield from reader
-
-    def _repair(self) -> None:
-        """Cut a last line that a killed run left without its end."""
-        if not self.path.is_file():
-            return
-        with open(self.path, "rb+") as f:
-            end = f.seek(0, os.SEEK_END)
-            position = end
-            while position > 0:  # back a block at a time to the last line end
-                step = min(_BLOCK, position)
-                f.seek(position - step)
-                block = f.read(step)
-                cut = block.rfind(b"\n")
-                if cut >= 0:
-                    position -= step - cut - 1
-                    break
-                position -= step
-            if position != end:
-                with writing(self.path, any_oserror=True):
-                    f.truncate(position)
+    return dict.fromkeys(columns(labels)[4:-2])
