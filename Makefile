@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.musemo-installed
-EXTRAS := dev,train,export,tflite,live,formats
+EXTRAS := dev,train,export,tflite,live,formats,ray
 LINT_VENV := .venv-lint
 # The abandoned tflite_runtime wheel (numpy < 2), apart from the venv: the tests run the
 # edge runtime's fallback to it for real.

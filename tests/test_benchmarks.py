@@ -94,13 +94,15 @@ def test_decode_benchmark_reads_each_format_with_its_decoder(tmp_path):
 
 
 @pytest.mark.slow
-def test_catalog_benchmark_gives_the_same_answers_with_one_and_two_workers(tmp_path):
+def test_catalog_benchmark_gives_the_same_answers_with_workers_and_on_ray(tmp_path):
+    pytest.importorskip("ray.data")
     out = tmp_path / "catalog.json"
-    proc = run_benchmark("catalog.py", "--n", "4", "--root", str(tmp_path / "c"),
+    proc = run_benchmark("catalog.py", "--n", "4", "--root", str(tmp_path / "c"), "--ray",
                          "--json", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert report["same_answers"] and [r["workers"] for r in report["runs"]] == [1, 2]
+    runs = [r["run"] for r in report["runs"]]
+    assert report["same_answers"] and runs == ["1 worker", "2 workers", "Ray, 2 actors"]
     assert all("4 files: 4 classified" in r["summary"] for r in report["runs"])
 
 

@@ -32,8 +32,9 @@ FORBIDDEN = {
     "musemo.edge": ("musemo.data", "musemo.training", "musemo.export"),
     "musemo.data": ("musemo.training", "musemo.export", "musemo.edge"),
     "musemo.training": ("musemo.export", "musemo.edge"),
+    "musemo.scale": ("musemo.training", "musemo.export"),
 }
-TORCH_FREE = ("musemo.audio", "musemo.features", "musemo.edge")
+TORCH_FREE = ("musemo.audio", "musemo.features", "musemo.edge", "musemo.scale")
 
 
 def _module_name(path: Path) -> str:

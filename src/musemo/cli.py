@@ -103,6 +103,12 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
     w = world()
     if not w.main:
         barrier(w)  # under torchrun, rank 0 fills the feature cache first
+    elif args.ray is not None:
+        from .scale import fill_cache_on_ray
+
+        fill_cache_on_ray(args.data, spec, args.cache, address=args.ray or None,
+                          progress=not args.quiet, strict=args.strict,
+                          allow_outside_root=args.allow_outside_root)  # fmt: skip
     data, report = load_dataset(
         args.data,
         spec,
@@ -544,8 +550,10 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     model, files = _infer_model(args)
     if args.out:
         return _infer_catalog(args, model, files)
-    if args.workers != 1:
-        raise ParameterError("--workers classify into a table: add --out results.jsonl (or .csv)")
+    if args.workers is not None or args.ray is not None:
+        raise ParameterError(
+            "--workers and --ray classify into a table: add --out results.jsonl (.csv, .parquet)"
+        )
     clf = Classifier(
         model, threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
         uncertain_margin=args.uncertain,
@@ -572,7 +580,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
 
 def _infer_catalog(args: argparse.Namespace, model: str | None, files: list[str]) -> int:
-    """``musemo infer ... --out TABLE``: every file a row, resumable, N workers."""
+    """``musemo infer ... --out TABLE``: every file a row, resumable, N workers (on Ray
+    with ``--ray``)."""
     from .edge.catalog import classify_catalog
 
     if args.live or args.json:
@@ -580,15 +589,23 @@ def _infer_catalog(args: argparse.Namespace, model: str | None, files: list[str]
     paths, failed = _infer_inputs(files)
     if not paths:
         raise ParameterError("give audio files, folders or manifests to classify")
-    report = classify_catalog(
-        paths, args.out, model=model, workers=args.workers, progress=True,
-        threads=args.threads, hop_seconds=args.hop, pad_short=not args.no_pad,
-        uncertain_margin=args.uncertain,
-    )  # fmt: skip
+    options = {"threads": args.threads, "hop_seconds": args.hop, "pad_short": not args.no_pad,
+               "uncertain_margin": args.uncertain}  # fmt: skip
+    if args.ray is None:
+        workers = args.workers or 1
+        report = classify_catalog(paths, args.out, model=model, workers=workers, **options)
+        where = f"{workers} worker{'s' * (workers > 1)}"
+    else:
+        from .scale import classify_on_ray
+
+        report = classify_on_ray(
+            paths, args.out, model=model, address=args.ray or None, workers=args.workers,
+            **options,
+        )  # fmt: skip
+        where = f"Ray at {args.ray}" if args.ray else "a local Ray"
     print(f"{report.files} files: {report.classified} classified, {report.failed} failed, "
           f"{report.skipped} already in {report.out}; {report.seconds:.1f} s, "
-          f"{report.files_per_second:.1f} files/s classified or failed "
-          f"({args.workers} worker{'s' * (args.workers > 1)})")  # fmt: skip
+          f"{report.files_per_second:.1f} files/s classified or failed ({where})")  # fmt: skip
     return 1 if report.failed or failed else 0
 
 
@@ -777,6 +794,11 @@ def _data_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
     )
     p.add_argument("--cache", default=str(default_cache()), help="feature cache folder")
     p.add_argument("--workers", type=int, default=2, help="processes computing features")
+    p.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS", help="compute missing features on Ray "
+        "first: a local one, or the cluster at ADDRESS (its head's HOST:PORT, or auto; the "
+        "data and --cache on storage every node shares; musemo[ray])",
+    )  # fmt: skip
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument(
         "--allow-outside-root",
@@ -1104,10 +1126,18 @@ def _add_infer(sub) -> None:
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument(
-        "--out", metavar="TABLE", help="write a row per file to this .jsonl or .csv table "
-        "instead; a rerun skips the files it holds (same content, same model)",
+        "--out", metavar="TABLE", help="write a row per file to this .jsonl, .csv or .parquet "
+        "(a folder of shards) table instead; a rerun skips the files it holds (same content, "
+        "same model)",
     )  # fmt: skip
-    p.add_argument("--workers", type=int, default=1, help="processes classifying for --out")
+    p.add_argument(
+        "--workers", type=int, help="processes classifying for --out (default: 1; with --ray, "
+        "one actor per CPU of the cluster)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS", help="classify for --out on Ray: a "
+        "local one, or the cluster at ADDRESS (HOST:PORT of its head, or auto; musemo[ray])",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="inference threads")
     p.add_argument("--hop", type=float, help="seconds between windows (default: the model's)")
     p.add_argument("--no-pad", action="store_true", help="refuse audio shorter than one window")

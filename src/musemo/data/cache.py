@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,7 @@ class FeatureCache:
         workers: int = 1,
         progress: bool = True,
         strict: bool = False,
+        run_jobs: Callable = for_each,
     ) -> CacheReport:
         """Compute the missing entries (in ``workers`` processes) and report what happened.
 
@@ -113,6 +114,8 @@ class FeatureCache:
         own and listed if it dies again. Entries left damaged are computed anew,
         leftovers of a killed run removed. A cache that cannot be written (full
         disk, read-only folder) raises ``OutputError``, whatever ``strict`` says.
+        ``run_jobs`` runs the computations: ``musemo.data.pool.for_each`` or one with its
+        signature (``musemo.scale`` runs them on Ray).
         """
         todo, reused, failed, entries = [], 0, [], {}
         for rec in recordings:
@@ -143,7 +146,7 @@ class FeatureCache:
 
         spec_json = self.spec.to_json()
         jobs = [(path, (str(path), str(target), spec_json)) for path, target in todo]
-        for_each(
+        run_jobs(
             _compute_entry,
             jobs,
             done,
