@@ -5,7 +5,7 @@
 #   MUSEMO_VENV=/opt/musemo bash export/raspberry-pi/setup.sh
 #
 # Installs the apt packages it needs (compiler, cmake, PortAudio) unless
-# MUSEMO_SKIP_APT=1, then musemo with its edge and live extras, building its C++
+# MUSEMO_SKIP_APT=1, then musemo with its edge, live and formats extras, building its C++
 # feature engine for this CPU. Torch and tensorflow are never installed.
 set -euo pipefail
 
@@ -34,9 +34,10 @@ fi
 
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-# The edge and live extras (onnxruntime, LiteRT, sounddevice) and nothing else:
-# the training and export extras (torch, ...) stay off the device.
-"$venv/bin/python" -m pip install --quiet "$repo[edge,live]"
+# The edge, live and formats extras (onnxruntime, LiteRT, sounddevice, PyAV: its
+# aarch64 wheels bundle FFmpeg for M4A, WebM, WMA) and nothing else: the training and
+# export extras (torch, ...) stay off the device.
+"$venv/bin/python" -m pip install --quiet "$repo[edge,live,formats]"
 
 "$venv/bin/python" - <<'PY'
 import sys
