@@ -87,3 +87,29 @@ def test_the_replica_check_sees_a_difference(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "rank 0: 0.25" in proc.stdout and "rank 1: 0.25" in proc.stdout
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_at_a_c10d_rendezvous(tmp_path):
+    """README's several-machines command, as two "nodes" on this one (each a torchrun of
+    one process) sharing a folder for the data, the cache and the run."""
+    import os
+    import socket
+
+    folder = write_chord_dataset(tmp_path / "chords", per_label=8)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+            "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=musemo-test",
+            "-m", "musemo.cli", "train", "--data", str(folder), "--cache", str(tmp_path / "cache"),
+            "--workers", "1", "--device", "cpu", "--quiet", "--epochs", "2", "--batch-size", "8",
+            "--out", str(tmp_path / "run"), "--val-fraction", "0.25", *TINY_SPEC_ARGS]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) for _ in range(2)]  # fmt: skip
+    said = [n.communicate(timeout=600)[0] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], "\n".join(said)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [h["processes"] for h in metrics["history"]] == [2, 2]
+    assert metrics["final"]["weights_max_difference_between_processes"] == 0.0

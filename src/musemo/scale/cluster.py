@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -90,9 +91,14 @@ def connect(address: str | None = None, **init: Any):
         return ray
     if address not in (None, "auto", "local"):
         check_reachable(address)
+    init = {"include_dashboard": False, "log_to_driver": False,
+            "logging_level": logging.WARNING, **init}  # fmt: skip
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **init)
+        ray.init(address=address, **init)
     except ConnectionError as exc:
         raise ParameterError(f"cannot join the Ray cluster at {address}: {exc}") from None
-    ray.data.DataContext.get_current().enable_progress_bars = False  # musemo's bar instead
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # musemo's bar instead
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # failures still raise
     return ray

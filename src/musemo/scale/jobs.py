@@ -70,11 +70,12 @@ def classify_on_ray(
         return run.collect([], progress=False)
     actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     files = ray.data.from_items([{"path": p} for p in run.paths])
+    model = [ray.put(Path(run.job.model).read_bytes())]  # in a list: each actor gets it
     rows = files.map_batches(
         _Classifying,
-        fn_constructor_kwargs={"job": run.job, "model": Path(run.job.model).read_bytes()},
+        fn_constructor_kwargs={"job": run.job, "model": model},
         batch_size=files_per_batch,
-        concurrency=min(actors, len(run.paths)),
+        compute=ray.data.ActorPoolStrategy(size=min(actors, len(run.paths))),
         num_cpus=1,
         batch_format="numpy",
     )
@@ -90,10 +91,12 @@ class _Classifying:
     """A Ray actor: the model written to its own folder, a ``Classifier`` of it, and the
     rows of the files of each batch (as JSON text: null for a file already done)."""
 
-    def __init__(self, job: Job, model: bytes) -> None:
+    def __init__(self, job: Job, model: list) -> None:
+        import ray
+
         self._folder = tempfile.TemporaryDirectory(prefix="musemo-model-")
         path = Path(self._folder.name) / Path(job.model).name  # the rows name the file
-        path.write_bytes(model)
+        path.write_bytes(ray.get(model[0]))
         start_worker(dataclasses.replace(job, model=str(path)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
