@@ -29,7 +29,6 @@ from pathlib import Path
 
 from cache_scale import cpu_model, finish, tree_rss, write_folder
 
-
 RUNS = {"1 worker": ["--workers", "1"], "2 workers": ["--workers", "2"],
         "Ray, 2 actors": ["--ray", "--workers", "2"]}  # fmt: skip
 
