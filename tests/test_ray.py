@@ -92,12 +92,13 @@ def test_the_feature_cache_filled_on_ray_is_the_one_made_here(tmp_path, ray):
     from fixtures_audio import tiny_spec, write_chord_dataset
 
     from musemo.data import load_dataset
-    from musemo.scale import fill_cache_on_ray
+    from musemo.scale import ray_jobs
 
     folder = write_chord_dataset(tmp_path / "chords", per_label=3)
     (folder / "happy" / "broken.wav").write_bytes(b"RIFF")
     here, _ = load_dataset(folder, tiny_spec(), cache=tmp_path / "here", progress=False)
-    report = fill_cache_on_ray(folder, tiny_spec(), tmp_path / "there", progress=False)
+    _, report = load_dataset(folder, tiny_spec(), cache=tmp_path / "there", progress=False,
+                             run_jobs=ray_jobs())  # fmt: skip
     assert (report.computed, report.reused) == (6, 0)
     assert [p.name for p, _ in report.failed] == ["broken.wav"]
     there, again = load_dataset(folder, tiny_spec(), cache=tmp_path / "there", progress=False)

@@ -103,12 +103,6 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
     w = world()
     if not w.main:
         barrier(w)  # under torchrun, rank 0 fills the feature cache first
-    elif args.ray is not None:
-        from .scale import fill_cache_on_ray
-
-        fill_cache_on_ray(args.data, spec, args.cache, address=args.ray or None,
-                          progress=not args.quiet, strict=args.strict,
-                          allow_outside_root=args.allow_outside_root)  # fmt: skip
     data, report = load_dataset(
         args.data,
         spec,
@@ -118,6 +112,7 @@ def _load_data(args: argparse.Namespace, spec, label_names=None):
         strict=args.strict,
         label_names=label_names,
         allow_outside_root=args.allow_outside_root,
+        run_jobs=_run_jobs(args),
     )
     if w.main:
         barrier(w)
@@ -217,6 +212,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return _train_one(args, data, spec, config, modes[0])
 
 
+def _run_jobs(args: argparse.Namespace):
+    """What computes missing features: worker processes here, or Ray tasks (``--ray``;
+    under torchrun, rank 0's: the others find the cache full)."""
+    from .training.distributed import world
+
+    if args.ray is None or not world().main:
+        from .data.pool import for_each
+
+        return for_each
+    from .scale import ray_jobs
+
+    return ray_jobs(args.ray or None)
+
+
 def _with_extra(args, data, spec):
     """``data`` followed by the sub-clips of the ``--unlabelled`` audio (labels ignored) or
     of the ``--auxiliary`` recordings (4Q's other quadrants, labels kept)."""
@@ -232,6 +241,7 @@ def _with_extra(args, data, spec):
     extra, report = gather(
         recordings, spec, data.label_names, cache=args.cache, workers=args.workers,
         progress=not args.quiet, strict=args.strict, source=" ".join(sources), auxiliary=others,
+        run_jobs=_run_jobs(args),
     )  # fmt: skip
     for path, why in report.failed:
         print(f"skipped: {path}: {why}", file=sys.stderr)

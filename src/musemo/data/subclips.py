@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import ParameterError
 from ..features.spec import FeatureSpec
 from .cache import CacheReport, FeatureCache
+from .pool import for_each
 from .recordings import UNLABELLED, Recording, load_recordings
 
 
@@ -76,6 +77,7 @@ def load_dataset(
     strict: bool = False,
     label_names: Sequence[str] | None = None,
     allow_outside_root: bool = False,
+    run_jobs: Callable = for_each,
 ) -> tuple[SubclipData, CacheReport]:
     """Read recordings, fill the feature cache and gather every sub-clip.
 
@@ -97,6 +99,10 @@ def load_dataset(
         The label order (e.g. a checkpoint's); default the labels found, sorted.
     allow_outside_root : bool
         Read manifest paths that leave the manifest's folder.
+    run_jobs : callable
+        What computes the missing features: ``musemo.data.pool.for_each`` (``workers``
+        processes here) or one of its signature, e.g. ``musemo.scale.ray_jobs()`` (Ray
+        tasks; the files and the cache on storage every node shares).
 
     Returns
     -------
@@ -128,7 +134,7 @@ def load_dataset(
         )
     return gather(
         recordings, spec, names, cache=cache, workers=workers, progress=progress, strict=strict,
-        source=source,
+        source=source, run_jobs=run_jobs,
     )  # fmt: skip
 
 
@@ -143,17 +149,21 @@ def gather(
     strict: bool = False,
     source: str | os.PathLike = "the recordings",
     auxiliary: Sequence[str] = (),
+    run_jobs: Callable = for_each,
 ) -> tuple[SubclipData, CacheReport]:
     """Fill the feature cache for ``recordings`` and gather their sub-clips
     (``load_dataset``'s second half); the rows of an ``UNLABELLED`` recording, or of one
     with an ``auxiliary`` label (which its ``Recording`` keeps), get ``UNLABELLED_ROW``;
-    a label outside both is refused, naming ``source``."""
+    a label outside both is refused, naming ``source``; ``run_jobs`` as
+    ``load_dataset`` takes it."""
     names = tuple(label_names)
     unknown = sorted({r.label for r in recordings} - set(names) - {UNLABELLED, *auxiliary})
     if unknown:
         raise ParameterError(f"labels {unknown} in {source} are not among {list(names)}")
     store = FeatureCache(cache, spec)
-    report = store.build(recordings, workers=workers, progress=progress, strict=strict)
+    report = store.build(
+        recordings, workers=workers, progress=progress, strict=strict, run_jobs=run_jobs
+    )
     kept, features = [], []
     for rec in recordings:
         if rec.path in report.entries:

@@ -1,44 +1,26 @@
 """The feature cache filled on Ray: each missing entry computed by a Ray task into the
-cache folder (shared storage on a cluster), so that training reads a full cache."""
+cache folder (shared storage on a cluster), in place of the local worker processes."""
 
 from __future__ import annotations
 
 import functools
-import os
+from collections.abc import Callable
 
 from .._progress import progress_bar
-from ..data.cache import CacheReport, FeatureCache
 from ..data.pool import WorkerDied
-from ..data.recordings import load_recordings
-from ..features.spec import FeatureSpec
 from .cluster import connect
 
 IN_FLIGHT_PER_CPU = 4  # tasks submitted ahead of the results, per CPU of the cluster
 
 
-def fill_cache_on_ray(
-    source: str | os.PathLike,
-    spec: FeatureSpec,
-    cache: str | os.PathLike,
-    *,
-    address: str | None = None,
-    progress: bool = True,
-    strict: bool = False,
-    allow_outside_root: bool = False,
-) -> CacheReport:
-    """Compute on Ray the cache entries ``musemo.data.load_dataset(source, spec,
-    cache=cache)`` would compute, so that it only reads them.
-
-    ``source`` is a folder of label folders or a manifest, its files and ``cache`` at
-    paths every Ray node reads and writes; ``address`` as ``connect`` takes it. The
-    report, refusals and damaged-entry handling are ``FeatureCache.build``'s.
+def ray_jobs(address: str | None = None) -> Callable:
+    """``musemo.data.pool.for_each`` on Ray: pass it as ``run_jobs`` to
+    ``musemo.data.load_dataset`` (or ``FeatureCache.build``) and each missing cache entry
+    is computed by a Ray task of one CPU, a bounded number in flight. The audio files and
+    the cache folder must be at paths every Ray node reads and writes; ``address`` as
+    ``connect`` takes it (joined here, so a bad one fails before any work).
     """
-    ray = connect(address)
-    recordings = load_recordings(source, allow_outside_root=allow_outside_root)
-    return FeatureCache(cache, spec).build(
-        recordings, progress=progress, strict=strict,
-        run_jobs=functools.partial(_on_ray, ray),
-    )  # fmt: skip
+    return functools.partial(_on_ray, connect(address))
 
 
 def _on_ray(ray, fn, jobs, done, *, workers, errors, desc, progress) -> None:
