@@ -148,12 +148,11 @@ class ParquetTable:
     ``LineTable``), and from it into a new shard every ``rows_per_shard`` rows and at
     the end of a run; a shard is written whole under a temporary name and renamed, and
     its name is the digest of its rows, so a run killed between the two steps finds the
-    shard already there. Workers on other machines write shards side by side
-    (``write_shard``).
+    shard already there.
     """
 
     def __init__(self, path: Path, labels: tuple[str, ...], *, rows_per_shard: int = 10_000):
-        self.path, self.labels, self.rows_per_shard = path, labels, rows_per_shard
+        self.path, self.rows_per_shard = path, rows_per_shard
         self.columns = columns(labels)
         if path.exists() and not path.is_dir():
             raise ParameterError(f"{path} is a file: a .parquet table here is a folder of shards")
@@ -201,7 +200,7 @@ class ParquetTable:
             stack.close()
         self._roll()
 
-    def write_shard(self, rows: list[dict]) -> Path:
+    def _write_shard(self, rows: list[dict]) -> Path:
         """``rows`` as a new shard, written whole; its path."""
         text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
         shard = self.path / f"part-{hashlib.sha256(text.encode()).hexdigest()[:20]}.parquet"
@@ -218,7 +217,7 @@ class ParquetTable:
         rows = list(self.journal.rows())
         if not rows:
             return
-        self.write_shard(rows)
+        self._write_shard(rows)
         with writing(self.journal.path, any_oserror=True):
             os.truncate(self.journal.path, 0)
 
@@ -229,16 +228,18 @@ class ParquetTable:
         return pa.schema([(c, kinds.get(c, pa.string())) for c in self.columns])
 
     def _read(self, shard: Path, names: list[str]) -> list[dict]:
+        """The columns ``names`` of ``shard`` (only those read), checked to be this table's."""
+        pq = self._pq.parquet
         try:
-            table = self._pq.parquet.read_table(shard)
+            found = pq.read_schema(shard).names
+            if found == self.columns:
+                return pq.read_table(shard, columns=names).to_pylist()
         except (OSError, self._pq.ArrowException) as exc:
             raise ParameterError(f"{shard}: not a readable Parquet shard ({exc})") from exc
-        if table.column_names != self.columns:
-            raise ParameterError(
-                f"{shard} holds the columns {table.column_names}, not this model's "
-                f"{self.columns}: write to another folder"
-            )
-        return table.select(names).to_pylist()
+        raise ParameterError(
+            f"{shard} holds the columns {found}, not this model's {self.columns}: "
+            "write to another folder"
+        )
 
 
 def _pyarrow():

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +79,7 @@ def classify_on_ray(
         num_cpus=1,
         batch_format="numpy",
     )
-    return run.collect(_decoded(rows.iter_rows()), progress=progress)
-
-
-def _decoded(rows: Iterator[dict]) -> Iterator[dict | None]:
-    for row in rows:
-        yield json.loads(row["row"])
+    return run.collect((json.loads(r["row"]) for r in rows.iter_rows()), progress=progress)
 
 
 class _Classifying:
