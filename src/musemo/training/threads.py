@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ParameterError
+from .._checks import check_threads
 
 PROC_STAT = Path("/proc/stat")
 # /proc/stat's columns: user nice system idle iowait irq softirq steal (guest is in user)
@@ -92,8 +92,8 @@ class ThreadGovernor:
     def __init__(self, threads: int | None = None, *, interval: float = 2.0) -> None:
         import torch
 
-        if threads is not None and threads < 1:
-            raise ParameterError(f"threads={threads}: at least 1 (or leave it out to adapt)")
+        if threads is not None:
+            check_threads(threads)
         self._torch = torch
         self._before = torch.get_num_threads()
         # torchrun and people who know their machine set OMP_NUM_THREADS: keep to it
