@@ -67,17 +67,20 @@ def test_any_number_of_frames(model):
 
 @pytest.mark.parametrize("checkpoint", ["MSD_musicnn", "MTT_musicnn"])
 def test_the_inference_form_gives_the_same_outputs(musicnn_wheel, checkpoint):
-    """Pooling before batch norm, with its negative-scale channels negated: every layer a
-    probe reads equals the original's, on real weights (most timbral channels negative)."""
+    """Pooling before batch norm, with its negative-scale channels negated and its dead
+    filters as constants: every layer a probe reads equals the original's to float
+    rounding, on real weights (most timbral channels negative, most MSD filters dead)."""
     original = pretrained_musicnn(checkpoint, n_outputs=2, head_input="pooled")
     before = {k: v.clone() for k, v in original.state_dict().items()}
     fast = inference_form(original)
     assert any((b.bn.weight < 0).any() for b in original.frontend)
+    live = {"MSD_musicnn": [23, 14, 3, 7, 17], "MTT_musicnn": [114, 79, 38, 36, 47]}
+    assert [b.conv.out_channels for b in fast.frontend] == live[checkpoint]
     x = 3 * torch.rand(3, 1, 96, 187, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         want, got = original.embed(x), fast.embed(x)
-    for key, value in want.items():
-        torch.testing.assert_close(got[key], value, atol=1e-5, rtol=1e-6, msg=key)
+    for key, value in want.items():  # values up to 60: float32 rounding is 4e-6
+        torch.testing.assert_close(got[key], value, atol=1e-4, rtol=1e-5, msg=key)
     for key, value in original.state_dict().items():  # the original is left as it was
         assert torch.equal(value, before[key]), key
     with pytest.raises(ParameterError, match="inference form cannot train"):

@@ -89,13 +89,14 @@ def test_int8_files_agree_and_are_small(musicnn_run, tmp_path):
         cache=musicnn_run / "cache",
     )
     assert json.loads((tmp_path / "musicnn.export.json").read_text())["int8_vs_fp32"]
-    # Only the timbral convolutions compute in int8 (KEEP_FLOAT); ONNX stores the float
-    # layers' weights as int8 too, LiteRT keeps them in float.
+    # Only the timbral convolutions compute in int8 (KEEP_FLOAT), and of the pretrained
+    # network's only the 37 live filters (inference_form): ONNX stores the float layers'
+    # weights as int8 too, LiteRT keeps them in float, so its int8 file is no smaller.
     assert report["int8_vs_fp32"]["onnx"]["int8_mb"] <= 1.0
+    assert report["int8_vs_fp32"]["onnx"]["size_ratio"] > 3
     assert report["int8_vs_fp32"]["tflite"]["int8_mb"] <= 3.0
     for fmt in ("onnx", "tflite"):
         int8 = report["int8_vs_fp32"][fmt]
-        assert int8["size_ratio"] > 1.1, fmt
         assert int8["agreement_with_torch"] >= 0.99, fmt
         assert Classifier(tmp_path / f"musicnn.int8.{fmt}").predict_array(_tone(3.5), TINY_SR)
 

@@ -109,12 +109,13 @@ MIN_CALIBRATION = 32  # sub-clips: fewer cannot calibrate int8 ranges
 # ranges (the front end's 561 with the 1-D convolutions' 64s, maxima with means) into one
 # per-tensor int8 range: quantised, they alone cost a logit RMSE of 0.6-2.3 and flipped
 # 8% of patches. Its temporal convolutions (one input channel, kernels 128/64/32 x 1)
-# run 6x slower as onnxruntime's QLinearConv than in float (27 vs 4.6 ms a patch). With
-# only the timbral convolutions in int8 (81% of the multiply-adds) it agrees on 99% of
-# held-out patches (logit RMSE 0.05) and runs 1.3-1.4x faster than fp32; the kept layers'
-# weights are still stored as int8 (0.88 MB). LiteRT takes the same set for the same
-# agreement (99%), though its int8 file stays slower than its fp32 one. A head on the
-# pooled features (``head="pooled"``) joins and standardises them in float too.
+# run 3-6x slower as onnxruntime's QLinearConv than in float; turned to run along
+# contiguous frames they were faster in int8 but flipped 9% of patches. Only the
+# timbral convolutions compute in int8: of the MSD checkpoint, with its dead filters
+# dropped (``inference_form``), a patch takes 5.6 ms against 5.8 ms in fp32 and 98%
+# of held-out patches keep their label; the kept layers' weights are still stored as
+# int8 (0.73 MB). LiteRT takes the same set. A head on the pooled features
+# (``head="pooled"``) joins and standardises them in float too.
 MUSICNN_FLOAT = (
     "frontend.2", "frontend.3", "frontend.4", "midend", "pool", "pool_bn", "dense",
     "dense_relu", "dense_bn", "head_join", "head_norm", "head",
