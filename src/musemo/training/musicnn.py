@@ -178,7 +178,7 @@ def inference_form(model):
     channels' kernels and biases are negated, so that a maximum serves for all, and
     ``relu(sign(s) * max)`` gives back ``relu(c)`` at the place the original's batch norm
     takes. Filters that training left at zero (in the MSD checkpoint 181 and 190 of the
-    204 timbral filters and 125 of the 153 temporal ones, with weights below 1e-9)
+    204 timbral filters and 126 of the 153 temporal ones, with weights below 1e-9)
     answer their bias whatever the input: their outputs are constants, not convolutions
     (the MSD network's front end shrinks from 1.3 G multiply-adds a patch to 0.13 G).
     Float outputs match the original's to rounding; ``musemo-export`` writes this form.
@@ -200,7 +200,7 @@ def inference_form(model):
                 shift = bn.bias - scale * bn.running_mean
                 reach = conv.weight.abs().sum(dim=(1, 2, 3)) * scale.abs()
                 live, dead = torch.nonzero(reach >= _DEAD)[:, 0], torch.nonzero(reach < _DEAD)[:, 0]
-                sign = torch.sign(scale[live]) + (scale[live] == 0).float()
+                sign = torch.where(scale[live] < 0, -1.0, 1.0)
                 self.conv = nn.Conv2d(1, len(live), conv.kernel_size)
                 self.conv.weight.copy_(conv.weight[live] * sign.view(-1, 1, 1, 1))
                 self.conv.bias.copy_(conv.bias[live] * sign)
